@@ -1,0 +1,52 @@
+"""The audit vocabulary: namespaced action codes, outcomes and purposes of use."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class AuditAction(StrEnum):
+    """Every audited action. Codes are `<app>.<object>.<verb>`; add new ones here, never reuse a code."""
+
+    # accounts: sign-in and identity administration
+    SIGNIN_SUCCEEDED = "accounts.signin.succeeded"
+    SIGNIN_FAILED = "accounts.signin.failed"
+    SIGNIN_LOCKED_OUT = "accounts.signin.locked_out"
+    SIGNOUT = "accounts.signout"
+    SESSION_EXPIRED = "accounts.session.expired"
+    OTP_VERIFIED = "accounts.otp.verified"
+    OTP_FAILED = "accounts.otp.failed"
+    OTP_ENROLLED = "accounts.otp.enrolled"
+    OTP_RESET = "accounts.otp.reset"
+    BACKUP_CODES_GENERATED = "accounts.backup_codes.generated"
+    BACKUP_CODE_USED = "accounts.backup_codes.used"
+    REAUTH_SUCCEEDED = "accounts.reauth.succeeded"
+    REAUTH_FAILED = "accounts.reauth.failed"
+    PASSWORD_CHANGED = "accounts.password.changed"  # noqa: S105 - an action code, not a password
+    USER_CREATED = "accounts.user.created"
+    USER_DEACTIVATED = "accounts.user.deactivated"
+    USER_REACTIVATED = "accounts.user.reactivated"
+    ROLE_CHANGED = "accounts.role.changed"
+    MEMBERSHIP_ADDED = "accounts.membership.added"
+    MEMBERSHIP_REMOVED = "accounts.membership.removed"
+    ESTABLISHMENT_CREATED = "accounts.establishment.created"
+    ESTABLISHMENT_UPDATED = "accounts.establishment.updated"
+    # audit: the trail itself
+    TRAIL_VIEWED = "audit.trail.viewed"
+    TRAIL_EXPORTED = "audit.trail.exported"
+    TRAIL_VERIFIED = "audit.trail.verified"
+
+
+class Outcome(StrEnum):
+    SUCCESS = "success"
+    FAILURE = "failure"
+    DENIED = "denied"
+
+
+class Purpose(StrEnum):
+    """Purpose of use, after HL7 v3 PurposeOfUse (TREAT, ETREAT, PATRQT, HOPERAT)."""
+
+    TREATMENT = "treatment"
+    EMERGENCY = "emergency"
+    PATIENT_REQUEST = "patient_request"
+    OPERATIONS = "operations"

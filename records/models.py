@@ -1,0 +1,1 @@
+"""Models of the records app (filled in by its own issue)."""

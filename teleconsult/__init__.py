@@ -1,0 +1,1 @@
+"""Teleconsult: telehealth consultations with an audited health record."""

@@ -1,0 +1,104 @@
+"""Typed readers for environment variables that fail loudly, naming the variable."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from urllib.parse import urlsplit
+
+from django.core.exceptions import ImproperlyConfigured
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+class ConfigError(ImproperlyConfigured):
+    """A configuration value is missing or malformed; the message names the variable."""
+
+
+def _raw(name: str, env: Mapping[str, str] | None) -> str | None:
+    source = os.environ if env is None else env
+    value = source.get(name)
+    return None if value is None else value.strip()
+
+
+def env_str(name: str, default: str | None = None, *, env: Mapping[str, str] | None = None) -> str:
+    value = _raw(name, env)
+    if value is None or value == "":
+        if default is None:
+            raise ConfigError(f"{name} is required but not set.")
+        return default
+    return value
+
+
+def env_optional(name: str, *, env: Mapping[str, str] | None = None) -> str | None:
+    value = _raw(name, env)
+    return value or None
+
+
+def env_bool(name: str, default: bool, *, env: Mapping[str, str] | None = None) -> bool:
+    value = _raw(name, env)
+    if value is None:
+        return default
+    lowered = value.lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise ConfigError(f"{name} must be one of true/false/1/0/yes/no/on/off, got an unrecognised value.")
+
+
+def env_int(
+    name: str,
+    default: int,
+    *,
+    minimum: int | None = None,
+    maximum: int | None = None,
+    env: Mapping[str, str] | None = None,
+) -> int:
+    value = _raw(name, env)
+    if value is None or value == "":
+        return default
+    try:
+        number = int(value)
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number.") from None
+    if minimum is not None and number < minimum:
+        raise ConfigError(f"{name} must be at least {minimum}.")
+    if maximum is not None and number > maximum:
+        raise ConfigError(f"{name} must be at most {maximum}.")
+    return number
+
+
+def env_list(name: str, default: list[str], *, env: Mapping[str, str] | None = None) -> list[str]:
+    value = _raw(name, env)
+    if value is None or value == "":
+        return list(default)
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+def env_choice(name: str, default: str, choices: tuple[str, ...], *, env: Mapping[str, str] | None = None) -> str:
+    value = env_str(name, default, env=env)
+    if value not in choices:
+        raise ConfigError(f"{name} must be one of: {', '.join(choices)}.")
+    return value
+
+
+def env_url(name: str, schemes: tuple[str, ...], *, env: Mapping[str, str] | None = None) -> str | None:
+    """An optional URL whose scheme must be one of `schemes`.
+
+    The value itself is never echoed in errors: it may hold a password.
+    """
+    value = env_optional(name, env=env)
+    if value is None:
+        return None
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError on a malformed port
+    except ValueError:
+        raise ConfigError(f"{name} is not a valid URL.") from None
+    if parts.scheme not in schemes:
+        raise ConfigError(f"{name} must start with one of: {', '.join(s + '://' for s in schemes)}.")
+    if not parts.hostname and "host=" not in parts.query:
+        raise ConfigError(f"{name} must name a host.")
+    return value

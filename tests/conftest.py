@@ -1,0 +1,115 @@
+"""Shared fixtures: personas (patient, practitioner, coordinator, auditor, admin, outsider), Redis, browser."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+
+from accounts.models import Establishment, Role, User
+from tests.factories import (
+    EstablishmentFactory,
+    PractitionerProfileFactory,
+    StaffMembershipFactory,
+    UserFactory,
+    confirmed_totp_device,
+)
+
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def require_service(reason: str) -> None:
+    """In CI a missing service is a failure, never a silent skip; elsewhere the test is skipped with the reason."""
+    if IN_CI:
+        pytest.fail(f"Required in CI: {reason}")
+    pytest.skip(reason)
+
+
+@dataclass
+class Personas:
+    establishment: Establishment
+    other_establishment: Establishment
+    patient: User
+    practitioner: User
+    coordinator: User
+    admin: User
+    auditor: User
+    outsider: User  # a practitioner elsewhere who "should have no access"
+
+
+@pytest.fixture
+def personas(db) -> Personas:
+    home = EstablishmentFactory(name="Centro de Salud Belén", renipress_code="00006210")
+    away = EstablishmentFactory(name="Hospital Regional del Sur", renipress_code="00007380")
+    practitioner = PractitionerProfileFactory(user__email="medico@example.test").user
+    outsider = PractitionerProfileFactory(user__email="ajeno@example.test").user
+    StaffMembershipFactory(user=practitioner, establishment=home)
+    StaffMembershipFactory(user=outsider, establishment=away)
+    coordinator = StaffMembershipFactory(
+        user__email="coordinacion@example.test", user__role=Role.COORDINATOR, establishment=home
+    ).user
+    admin = StaffMembershipFactory(
+        user__email="admin@example.test", user__role=Role.CLINIC_ADMIN, establishment=home
+    ).user
+    auditor = StaffMembershipFactory(
+        user__email="auditoria@example.test", user__role=Role.AUDITOR, establishment=home
+    ).user
+    for staff in (practitioner, outsider, coordinator, admin, auditor):
+        confirmed_totp_device(staff)
+    patient = UserFactory(email="paciente@example.test", role=Role.PATIENT)
+    return Personas(home, away, patient, practitioner, coordinator, admin, auditor, outsider)
+
+
+@pytest.fixture
+def redis_url() -> str:
+    url = os.environ.get("REDIS_URL")
+    if not url:
+        require_service("REDIS_URL is not set")
+    import redis
+
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=2).ping()
+    except redis.RedisError as exc:
+        require_service(f"Redis at REDIS_URL does not answer ({type(exc).__name__})")
+    return url
+
+
+CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--use-fake-device-for-media-stream",
+    "--use-fake-ui-for-media-stream",
+]
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[object]:
+    if not shutil.which(CHROMIUM) and not os.path.exists(CHROMIUM):
+        require_service(f"Chromium not found at {CHROMIUM}")
+    # Playwright's sync API runs an event loop in this thread; Django's ORM in the same thread is safe
+    # here because the test drives the browser and the database one step at a time.
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def page(browser, live_server) -> Iterator[object]:
+    context = browser.new_context(locale="es-PE", base_url=live_server.url)
+    opened = context.new_page()
+    opened.set_default_timeout(15_000)
+    yield opened
+    context.close()

@@ -1,0 +1,1 @@
+"""Models of the video app (filled in by its own issue)."""
