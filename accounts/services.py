@@ -1,0 +1,95 @@
+"""Writes for identities: each function owns its transaction and writes its audit event inside it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from django.db import transaction
+
+from accounts.models import Establishment, PractitionerProfile, Role, StaffMembership, User
+from audit import services as audit
+from audit.actions import AuditAction
+
+
+def _actor(user: User | None) -> dict[str, object]:
+    if user is None:
+        return {"actor_user_id": None, "actor_role": "system"}
+    return {"actor_user_id": user.pk, "actor_role": user.role}
+
+
+@transaction.atomic
+def establishment_create(*, name: str, renipress_code: str, time_zone: str, created_by: User | None) -> Establishment:
+    establishment = Establishment(name=name, renipress_code=renipress_code, time_zone=time_zone)
+    establishment.full_clean()
+    establishment.save()
+    audit.record(
+        action=AuditAction.ESTABLISHMENT_CREATED,
+        object_type="establishment",
+        object_id=establishment.pk,
+        **_actor(created_by),
+    )
+    return establishment
+
+
+@transaction.atomic
+def user_create(
+    *,
+    email: str,
+    full_name: str,
+    role: Role,
+    password: str | None,
+    establishments: Iterable[Establishment] = (),
+    practitioner: dict[str, str] | None = None,
+    created_by: User | None,
+) -> User:
+    """Create a user with a role; staff get memberships, practitioners their registry data."""
+    if role == Role.PRACTITIONER and not practitioner:
+        raise ValueError("A practitioner needs profession and registry data.")
+    user = User.objects.create_user(email=email, password=password, full_name=full_name, role=role)
+    for establishment in establishments:
+        StaffMembership.objects.create(user=user, establishment=establishment)
+    if practitioner:
+        profile = PractitionerProfile(user=user, **practitioner)
+        profile.full_clean(exclude=["user"])
+        profile.save()
+    audit.record(
+        action=AuditAction.USER_CREATED,
+        object_type="user",
+        object_id=user.pk,
+        details={"role": role.value, "establishments": [e.pk for e in establishments]},
+        **_actor(created_by),
+    )
+    return user
+
+
+@transaction.atomic
+def user_change_role(*, user: User, role: Role, changed_by: User) -> User:
+    # One row lock on the user being changed, so two admins cannot interleave role changes.
+    locked = User.objects.select_for_update().get(pk=user.pk)
+    previous = locked.role
+    if previous == role:
+        return locked
+    locked.role = role
+    locked.save(update_fields=["role"])
+    audit.record(
+        action=AuditAction.ROLE_CHANGED,
+        object_type="user",
+        object_id=locked.pk,
+        details={"from": previous, "to": role.value},
+        **_actor(changed_by),
+    )
+    return locked
+
+
+@transaction.atomic
+def membership_add(*, user: User, establishment: Establishment, added_by: User | None) -> StaffMembership:
+    membership, created = StaffMembership.objects.get_or_create(user=user, establishment=establishment)
+    if created:
+        audit.record(
+            action=AuditAction.MEMBERSHIP_ADDED,
+            object_type="user",
+            object_id=user.pk,
+            details={"establishment": establishment.pk},
+            **_actor(added_by),
+        )
+    return membership
