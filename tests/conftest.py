@@ -113,3 +113,24 @@ def page(browser, live_server) -> Iterator[object]:
     opened.set_default_timeout(15_000)
     yield opened
     context.close()
+
+
+@pytest.fixture
+def login_as(client):
+    """Sign a persona in on the Django test client, with the second factor verified for staff.
+
+    For tests of pages other than sign-in itself (the sign-in flow has its own tests end to end).
+    """
+    from django_otp import DEVICE_ID_SESSION_KEY
+    from django_otp.plugins.otp_totp.models import TOTPDevice
+
+    def _login(user: User):
+        client.force_login(user)
+        device = TOTPDevice.objects.filter(user=user, confirmed=True).first()
+        if device is not None:
+            session = client.session
+            session[DEVICE_ID_SESSION_KEY] = device.persistent_id
+            session.save()
+        return client
+
+    return _login
