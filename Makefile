@@ -1,5 +1,7 @@
 # Teleconsult: `make run` starts the platform on the embedded default; `make test` runs every check.
-PYTHON ?= python3.11
+# Needs only Python 3.11: the virtual environment, the database (embedded PostgreSQL under var/) and the
+# development secrets are created on first use.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
@@ -7,14 +9,17 @@ STAMP := $(VENV)/.installed
 .PHONY: run test install lint migrate messages seed bench clean-var
 
 $(STAMP): pyproject.toml requirements.lock
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "Teleconsult needs Python 3.11 (set PYTHON=/path/to/python3.11).")'
 	@test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.lock
 	@touch $(STAMP)
 
 install: $(STAMP)
 
+# Compiles the translation catalogues, once there are any (compilemessages refuses to run without one).
 messages: install
-	$(BIN)/python manage.py compilemessages --ignore=.venv --ignore=var -v 0
+	@if find . -name '*.po' -not -path './$(VENV)/*' -not -path './var/*' | grep -q .; then \
+		$(BIN)/python manage.py compilemessages --ignore=$(VENV) --ignore=var -v 0; fi
 
 migrate: install
 	$(BIN)/python manage.py migrate --no-input -v 0
@@ -32,8 +37,11 @@ lint: install
 	$(BIN)/lint-imports --no-cache
 	$(BIN)/python manage.py makemigrations --check --dry-run
 
+# pytest exits with 5 when it collected no test at all: that is reported, never passed off as success.
 test: lint messages
-	$(BIN)/pytest
+	@$(BIN)/pytest; status=$$?; \
+	if [ $$status -eq 5 ]; then echo "make test: pytest collected no tests" >&2; fi; \
+	exit $$status
 
 bench: install
 	$(BIN)/python -m bench

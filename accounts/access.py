@@ -13,6 +13,7 @@ from django.contrib.auth.views import redirect_to_login
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import reverse
 
+from accounts import selectors
 from accounts.models import Role, User
 
 REAUTH_SESSION_KEY = "teleconsult_reauth_at"
@@ -75,3 +76,13 @@ def reauth_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpResp
         return view(request, *args, **kwargs)
 
     return wrapped
+
+
+def staff_member_for(admin: Any, user_id: int) -> User:
+    """A staff member whom this clinic admin manages (shares an establishment with them). Missing, a patient,
+    or at another clinic all raise the same AccessDenied."""
+    require_role(admin, Role.CLINIC_ADMIN)
+    member = selectors.staff_managed_by(admin).filter(pk=user_id).first()
+    if member is None:
+        raise AccessDenied
+    return member

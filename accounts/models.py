@@ -176,3 +176,32 @@ class PractitionerProfile(models.Model):
 
     def __str__(self) -> str:
         return f"{self.registry_body} {self.registry_number}"
+
+
+class ThrottleScope(models.TextChoices):
+    ACCOUNT = "account", _("cuenta")
+    ADDRESS = "address", _("dirección de origen")
+
+
+class SignInThrottle(models.Model):
+    """Failed sign-in attempts counted per account and per source address (SEC-2).
+
+    Kept in PostgreSQL so every process sees the same counts. `key_hash` is a keyed hash (HMAC) of the
+    normalised e-mail or the address, never the value itself: the table must not become a list of the
+    addresses people typed. Rows exist for unknown e-mails too, so a lockout says nothing about existence.
+    """
+
+    scope = models.CharField(max_length=16, choices=ThrottleScope.choices)
+    key_hash = models.CharField(max_length=64)
+    failures = models.PositiveIntegerField(default=0)
+    window_started_at = models.DateTimeField()
+    locked_until = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["scope", "key_hash"], name="accounts_signin_throttle_unique"),
+        ]
+        indexes = [models.Index(fields=["window_started_at"], name="accounts_throttle_window")]
+
+    def __str__(self) -> str:
+        return f"{self.scope} throttle #{self.pk}"

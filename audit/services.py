@@ -3,21 +3,41 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import ipaddress
+import json
 import re
 import uuid
+import weakref
 from typing import Any
 
-from django.db import transaction
+import psycopg
+from django.db import DEFAULT_DB_ALIAS, connections
 
 from audit.actions import AuditAction, Outcome, Purpose
-from audit.integrity import row_mac
+from audit.integrity import MAC_FIELDS, epoch_microseconds, mac_of_fields
 from audit.models import AuditEvent
 from teleconsult import request_context
 
 # Keys whose values are always masked: an audit event records that a secret was involved, never the secret.
 _SECRET_KEY = re.compile(r"(pass|secret|token|otp|code|key|signature)", re.IGNORECASE)
 _MAX_DETAIL_STRING = 200
+_BIGINT_MIN, _BIGINT_MAX = -(2**63), 2**63 - 1
+
+# One statement, no ORM: the trail is written on every request that touches health data, so the write
+# path is kept short (docs/benchmarks.md). `txid` is left out: the database trigger sets it.
+# Bound server-side (and prepared by psycopg once a connection has run it a few times): Django's own
+# cursors bind client-side, which for sixteen parameters cost more CPU than the rest of record().
+_INSERT = (
+    "INSERT INTO audit_auditevent (event_uuid, occurred_at, action, outcome, actor_user_id, actor_role,"
+    " actor_establishment_id, patient_id, object_type, object_id, purpose, source_address, user_agent,"
+    " request_id, details, row_mac)"
+    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb, %s) RETURNING id, txid"
+)
+
+
+_JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+_FIELD_NAMES = [field.attname for field in AuditEvent._meta.concrete_fields]
 
 
 class AuditError(ValueError):
@@ -31,7 +51,7 @@ def _clean_details(details: dict[str, Any] | None) -> dict[str, Any]:
         raise AuditError("Audit details must be a dict of ids and field names.")
     cleaned: dict[str, Any] = {}
     for key, value in details.items():
-        if not isinstance(key, str) or len(key) > 64:
+        if not isinstance(key, str) or not key or len(key) > 64 or "\x00" in key:
             raise AuditError("Audit detail keys must be short strings.")
         if _SECRET_KEY.search(key):
             cleaned[key] = "***"
@@ -39,9 +59,9 @@ def _clean_details(details: dict[str, Any] | None) -> dict[str, Any]:
         if isinstance(value, (list, tuple)):
             if not all(isinstance(v, (str, int, bool)) or v is None for v in value):
                 raise AuditError(f"Audit detail {key!r} must hold only ids, codes or field names.")
-            cleaned[key] = [v[:_MAX_DETAIL_STRING] if isinstance(v, str) else v for v in value][:100]
+            cleaned[key] = [_text(v, _MAX_DETAIL_STRING) if isinstance(v, str) else v for v in value][:100]
         elif isinstance(value, str):
-            cleaned[key] = value[:_MAX_DETAIL_STRING]
+            cleaned[key] = _text(value, _MAX_DETAIL_STRING)
         elif value is None or isinstance(value, (bool, int)):
             cleaned[key] = value
         else:
@@ -50,13 +70,52 @@ def _clean_details(details: dict[str, Any] | None) -> dict[str, Any]:
     return cleaned
 
 
-def _valid_address(address: str | None) -> str | None:
-    if not address:
-        return None
+@functools.lru_cache(maxsize=4096)
+def _valid_address(address: str) -> str | None:
     try:
-        return str(ipaddress.ip_address(address))
+        parsed = ipaddress.ip_address(address)
     except ValueError:
         return None
+    # A dual-stack socket reports IPv4 clients as IPv4-mapped IPv6; the trail records the IPv4 address.
+    if isinstance(parsed, ipaddress.IPv6Address) and parsed.ipv4_mapped is not None:
+        parsed = parsed.ipv4_mapped
+    return str(parsed)
+
+
+def _address(address: object) -> str | None:
+    return _valid_address(str(address)) if address else None
+
+
+def _text(value: str, limit: int) -> str:
+    if not isinstance(value, str):
+        raise AuditError(f"Audit text fields must be strings, not {type(value).__name__}.")
+    # PostgreSQL text cannot hold NUL; refuse here rather than fail later with a database error.
+    if "\x00" in value:
+        raise AuditError("Audit values cannot contain NUL characters.")
+    return value[:limit]
+
+
+def _id(value: int | None, name: str) -> int | None:
+    # Exactly an int (or None): a "12" would be stored as 12 but MACed as "12", and fail verification.
+    if value is None or (type(value) is int and _BIGINT_MIN <= value <= _BIGINT_MAX):
+        return value
+    raise AuditError(f"Audit field {name} must be an integer id or None.")
+
+
+# One server-binding psycopg cursor per psycopg connection, reused: a new cursor copies the connection's
+# adapter map, which costs as much as the rest of building the row. Weak keys: it goes with its connection.
+_cursors: weakref.WeakKeyDictionary[psycopg.Connection[Any], psycopg.Cursor[Any]] = weakref.WeakKeyDictionary()
+
+
+def _server_binding_cursor(db: Any) -> Any:
+    """A Django cursor wrapper (error translation, query logging, thread checks) around a psycopg cursor
+    that binds parameters on the server. Not used as a context manager: that would close the shared cursor."""
+    db.ensure_connection()
+    db.validate_thread_sharing()
+    raw = _cursors.get(db.connection)
+    if raw is None or raw.closed:
+        raw = _cursors[db.connection] = psycopg.Cursor(db.connection)
+    return db.make_debug_cursor(raw) if db.queries_logged else db.make_cursor(raw)
 
 
 def record(
@@ -82,25 +141,63 @@ def record(
         raise AuditError(f"Unknown audit outcome: {outcome!r}")
     if not isinstance(purpose, Purpose):
         raise AuditError(f"Unknown purpose of use: {purpose!r}")
+    if isinstance(object_id, bool) or not isinstance(object_id, (str, int)):
+        raise AuditError("Audit object ids must be strings or integers.")
     context = request_context.current()
     values: dict[str, Any] = {
         "event_uuid": uuid.uuid4(),
         "occurred_at": dt.datetime.now(dt.UTC),
         "action": action.value,
         "outcome": outcome.value,
-        "actor_user_id": actor_user_id,
-        "actor_role": actor_role[:32],
-        "actor_establishment_id": actor_establishment_id,
-        "patient_id": patient_id,
-        "object_type": object_type[:64],
-        "object_id": str(object_id)[:64],
+        "actor_user_id": _id(actor_user_id, "actor_user_id"),
+        "actor_role": _text(actor_role, 32),
+        "actor_establishment_id": _id(actor_establishment_id, "actor_establishment_id"),
+        "patient_id": _id(patient_id, "patient_id"),
+        "object_type": _text(object_type, 64),
+        "object_id": _text(str(object_id), 64),
         "purpose": purpose.value,
-        "source_address": _valid_address(source_address or (context.source_address if context else None)),
-        "user_agent": (user_agent if user_agent is not None else (context.user_agent if context else ""))[:300],
-        "request_id": (request_id or (context.request_id if context else ""))[:64],
+        "source_address": _address(source_address or (context.source_address if context else None)),
+        "user_agent": _text(user_agent if user_agent is not None else (context.user_agent if context else ""), 300),
+        "request_id": _text(request_id or (context.request_id if context else ""), 64),
         "details": _clean_details(details),
     }
-    event = AuditEvent(**values, row_mac=row_mac(values))
-    with transaction.atomic():
-        event.save(force_insert=True)
-    return event
+    # The canonical fields (integrity.canonical_fields) built directly: the values' types are known here.
+    # tests/audit/test_record.py checks the result against the general definition.
+    mac = mac_of_fields(
+        [
+            str(values["event_uuid"]),
+            epoch_microseconds(values["occurred_at"]),
+            *(values[name] for name in MAC_FIELDS[2:]),
+        ]
+    )
+    # No savepoint of our own: inside the caller's transaction a failed audit write aborts the whole
+    # transaction, so an action can never commit without its event; outside one, the INSERT is atomic.
+    # The connection itself, not Django's `connection` proxy, which costs a lookup per attribute.
+    db = connections[DEFAULT_DB_ALIAS]
+    cursor = _server_binding_cursor(db)
+    cursor.execute(
+        _INSERT,
+        [
+            values["event_uuid"],
+            values["occurred_at"],
+            values["action"],
+            values["outcome"],
+            values["actor_user_id"],
+            values["actor_role"],
+            values["actor_establishment_id"],
+            values["patient_id"],
+            values["object_type"],
+            values["object_id"],
+            values["purpose"],
+            values["source_address"],
+            values["user_agent"],
+            values["request_id"],
+            _JSON.encode(values["details"]),
+            mac,
+        ],
+    )
+    event_id, txid = cursor.fetchone()
+    # from_db with every concrete field in order: the positional fast path of Model.__init__, and the
+    # instance is marked as saved.
+    values.update(id=event_id, txid=txid, row_mac=mac)
+    return AuditEvent.from_db(db.alias, _FIELD_NAMES, [values[name] for name in _FIELD_NAMES])

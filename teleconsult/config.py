@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from django.core.exceptions import ImproperlyConfigured
@@ -84,12 +85,23 @@ def env_choice(name: str, default: str, choices: tuple[str, ...], *, env: Mappin
     return value
 
 
+def env_file_or_value(name: str, *, env: Mapping[str, str] | None = None) -> str | None:
+    """NAME, or the contents of the file named by NAME_FILE (Docker secrets); NAME_FILE wins when both are set."""
+    file_name = env_optional(f"{name}_FILE", env=env)
+    if file_name:
+        try:
+            return Path(file_name).read_text().strip() or None
+        except OSError:
+            raise ConfigError(f"{name}_FILE names a file that cannot be read.") from None
+    return env_optional(name, env=env)
+
+
 def env_url(name: str, schemes: tuple[str, ...], *, env: Mapping[str, str] | None = None) -> str | None:
-    """An optional URL whose scheme must be one of `schemes`.
+    """An optional URL whose scheme must be one of `schemes`, from NAME or NAME_FILE.
 
     The value itself is never echoed in errors: it may hold a password.
     """
-    value = env_optional(name, env=env)
+    value = env_file_or_value(name, env=env)
     if value is None:
         return None
     try:

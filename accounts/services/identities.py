@@ -1,10 +1,12 @@
-"""Writes for identities: each function owns its transaction and writes its audit event inside it."""
+"""Writes for identities and their administration: each owns its transaction and writes its audit event in it."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
 from django.db import transaction
+from django_otp.plugins.otp_static.models import StaticDevice
+from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from accounts.models import Establishment, PractitionerProfile, Role, StaffMembership, User
 from audit import services as audit
@@ -45,6 +47,7 @@ def user_create(
     """Create a user with a role; staff get memberships, practitioners their registry data."""
     if role == Role.PRACTITIONER and not practitioner:
         raise ValueError("A practitioner needs profession and registry data.")
+    establishments = list(establishments)
     user = User.objects.create_user(email=email, password=password, full_name=full_name, role=role)
     for establishment in establishments:
         StaffMembership.objects.create(user=user, establishment=establishment)
@@ -69,6 +72,8 @@ def user_change_role(*, user: User, role: Role, changed_by: User) -> User:
     previous = locked.role
     if previous == role:
         return locked
+    if role == Role.PRACTITIONER and not PractitionerProfile.objects.filter(user=locked).exists():
+        raise ValueError("A practitioner needs profession and registry data.")
     locked.role = role
     locked.save(update_fields=["role"])
     audit.record(
@@ -93,3 +98,70 @@ def membership_add(*, user: User, establishment: Establishment, added_by: User |
             **_actor(added_by),
         )
     return membership
+
+
+@transaction.atomic
+def membership_remove(*, user: User, establishment: Establishment, removed_by: User) -> bool:
+    deleted, _ = StaffMembership.objects.filter(user=user, establishment=establishment).delete()
+    if deleted:
+        audit.record(
+            action=AuditAction.MEMBERSHIP_REMOVED,
+            object_type="user",
+            object_id=user.pk,
+            details={"establishment": establishment.pk},
+            **_actor(removed_by),
+        )
+    return bool(deleted)
+
+
+@transaction.atomic
+def user_deactivate(*, user: User, deactivated_by: User) -> User:
+    """A deactivated user cannot sign in, and their open sessions stop authenticating at the next request."""
+    locked = User.objects.select_for_update().get(pk=user.pk)
+    if locked.is_active:
+        locked.is_active = False
+        locked.save(update_fields=["is_active"])
+        audit.record(
+            action=AuditAction.USER_DEACTIVATED, object_type="user", object_id=locked.pk, **_actor(deactivated_by)
+        )
+    return locked
+
+
+@transaction.atomic
+def user_reactivate(*, user: User, reactivated_by: User) -> User:
+    locked = User.objects.select_for_update().get(pk=user.pk)
+    if not locked.is_active:
+        locked.is_active = True
+        locked.save(update_fields=["is_active"])
+        audit.record(
+            action=AuditAction.USER_REACTIVATED, object_type="user", object_id=locked.pk, **_actor(reactivated_by)
+        )
+    return locked
+
+
+@transaction.atomic
+def user_reset_second_factor(*, user: User, reset_by: User) -> int:
+    """Delete the user's authenticator and backup codes so they enrol again at their next sign-in.
+
+    django-otp device rows are credentials, not clinical data, so deleting them is allowed; the audit
+    event keeps the fact that it happened and who did it.
+    """
+    totp_deleted, _ = TOTPDevice.objects.filter(user=user).delete()
+    static_deleted, _ = StaticDevice.objects.filter(user=user).delete()
+    audit.record(
+        action=AuditAction.OTP_RESET,
+        object_type="user",
+        object_id=user.pk,
+        details={"authenticator_removed": totp_deleted > 0, "backup_set_removed": static_deleted > 0},
+        **_actor(reset_by),
+    )
+    return totp_deleted
+
+
+@transaction.atomic
+def user_change_password(*, user: User, new_password: str) -> User:
+    """Set a new password (already validated by the form) for the user who is changing it themselves."""
+    user.set_password(new_password)
+    user.save(update_fields=["password"])
+    audit.record(action=AuditAction.PASSWORD_CHANGED, object_type="user", object_id=user.pk, **_actor(user))
+    return user

@@ -1,0 +1,124 @@
+"""The demonstration data `seed_demo` creates and `serve` prints: fictional people with known sign-ins.
+
+Everything here is public by design (it is in the source), which is why `seed_demo` refuses to run in
+production. Names, registry numbers and codes are invented; the e-mail domain is reserved (.test).
+"""
+
+# ruff: noqa: S105, S106 - the demo password and authenticator secrets are published on purpose.
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+from urllib.parse import quote, urlencode
+
+DEMO_PASSWORD = "teleconsult-demo"
+TOTP_ISSUER = "Teleconsult Demo"
+
+
+@dataclass(frozen=True)
+class DemoEstablishment:
+    key: str
+    name: str
+    renipress_code: str
+    time_zone: str
+
+
+@dataclass(frozen=True)
+class DemoPerson:
+    email: str
+    full_name: str
+    role: str  # an accounts.models.Role value
+    establishments: tuple[str, ...] = ()
+    # Practitioner registry data (accounts.models.PractitionerProfile fields).
+    practitioner: tuple[tuple[str, str], ...] = ()
+    # Base32 TOTP secret for staff: fixed, so an authenticator app set up once keeps working after re-seeding.
+    totp_secret: str = ""
+
+    @property
+    def totp_key_hex(self) -> str:
+        return base64.b32decode(self.totp_secret).hex()
+
+    @property
+    def otpauth_uri(self) -> str:
+        label = quote(f"{TOTP_ISSUER}:{self.email}")
+        query = urlencode({"secret": self.totp_secret, "issuer": TOTP_ISSUER, "digits": 6, "period": 30})
+        return f"otpauth://totp/{label}?{query}"
+
+
+ESTABLISHMENTS = (
+    DemoEstablishment("home", "Centro de Salud Demo", "00099901", "America/Lima"),
+    # Where the consulted specialist of a teleinterconsulta works.
+    DemoEstablishment("referral", "Hospital Regional Demo", "00099902", "America/Lima"),
+)
+
+STAFF = (
+    DemoPerson(
+        email="medico@demo.test",
+        full_name="Dra. Rosa Huamán Ccori",
+        role="practitioner",
+        establishments=("home",),
+        practitioner=(
+            ("profession", "physician"),
+            ("registry_body", "CMP"),
+            ("registry_number", "99901"),
+            ("specialty", "Medicina general"),
+        ),
+        totp_secret="SD24XZM25PEZP6SFX7BJYFSTVWRZJ7ZO",
+    ),
+    DemoPerson(
+        email="especialista@demo.test",
+        full_name="Dr. Jorge Salazar Villanueva",
+        role="practitioner",
+        establishments=("referral", "home"),
+        practitioner=(
+            ("profession", "physician"),
+            ("registry_body", "CMP"),
+            ("registry_number", "99902"),
+            ("specialty", "Cardiología"),
+            ("rne", "99903"),
+        ),
+        totp_secret="4MAGIRBJ5CJAUEHAXL67GQTPNI3CDTIU",
+    ),
+    DemoPerson(
+        email="coordinacion@demo.test",
+        full_name="Lucía Torres Paredes",
+        role="coordinator",
+        establishments=("home",),
+        totp_secret="IOWNDPUVA7KHI23MMSZ6GUUD5OLK6GXY",
+    ),
+    DemoPerson(
+        email="admin@demo.test",
+        full_name="Carlos Mendoza Ríos",
+        role="clinic_admin",
+        establishments=("home",),
+        totp_secret="SZ3WXXCAVL6634ZJJ4RNUVYV2K3UUHVR",
+    ),
+    DemoPerson(
+        email="auditoria@demo.test",
+        full_name="Elena Vargas Quispe",
+        role="auditor",
+        establishments=("home",),
+        totp_secret="4GMQXE52RDWXWBMGPZRTOYC7OGYUYUMP",
+    ),
+)
+
+PATIENTS = (
+    DemoPerson(email="paciente1@demo.test", full_name="María Condori Apaza", role="patient"),
+    DemoPerson(email="paciente2@demo.test", full_name="Juan Pérez Ticona", role="patient"),
+    DemoPerson(email="paciente3@demo.test", full_name="Ana Flores Mamani", role="patient"),
+)
+
+PEOPLE = STAFF + PATIENTS
+
+
+def sign_in_lines() -> list[str]:
+    """The demo sign-ins as printed by `seed_demo` and `serve` (the same text every time)."""
+    lines = [f"Demo sign-ins (password for everyone: {DEMO_PASSWORD})"]
+    for person in PEOPLE:
+        lines.append(f"  {person.role:<13} {person.email}")
+    lines.append("Staff also enter a code from an authenticator app; add these secrets to it once:")
+    for person in STAFF:
+        lines.append(f"  {person.email:<24} {person.totp_secret}")
+        lines.append(f"  {'':<24} {person.otpauth_uri}")
+    return lines

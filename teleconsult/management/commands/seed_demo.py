@@ -1,0 +1,79 @@
+"""`manage.py seed_demo`: fictional establishments, staff and patients with known sign-ins, for trying the platform.
+
+Idempotent: what already exists is left exactly as it is (no writes, no audit events), so running it on
+every `make run` is safe and prints the same sign-ins. Creation goes through accounts' services, so each
+establishment and user is audited with the actor "system".
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+from django.db import transaction
+from django_otp.plugins.otp_totp.models import TOTPDevice
+
+from accounts import services as accounts
+from accounts.models import Establishment, Role, User
+from audit import services as audit
+from audit.actions import AuditAction
+from teleconsult import demo
+
+
+class Command(BaseCommand):
+    help = "Create the demonstration establishments and people (refused when TELECONSULT_ENV=production)."
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        if settings.PRODUCTION:
+            # The demo passwords and authenticator secrets are published in the source code.
+            raise CommandError("seed_demo refuses to run with TELECONSULT_ENV=production: its sign-ins are public.")
+        establishments = {item.key: self._establishment(item) for item in demo.ESTABLISHMENTS}
+        created = 0
+        for person in demo.PEOPLE:
+            created += self._person(person, establishments)
+        if created:
+            self.stdout.write(f"Created {created} demo people.")
+        self.stdout.write("\n".join(demo.sign_in_lines()))
+
+    def _establishment(self, item: demo.DemoEstablishment) -> Establishment:
+        existing = Establishment.objects.filter(renipress_code=item.renipress_code).first()
+        if existing is not None:
+            return existing
+        return accounts.establishment_create(
+            name=item.name, renipress_code=item.renipress_code, time_zone=item.time_zone, created_by=None
+        )
+
+    def _person(self, person: demo.DemoPerson, establishments: dict[str, Establishment]) -> int:
+        user = User.objects.filter(email__iexact=person.email).first()
+        created = 0
+        if user is None:
+            user = accounts.user_create(
+                email=person.email,
+                full_name=person.full_name,
+                role=Role(person.role),
+                password=demo.DEMO_PASSWORD,
+                establishments=[establishments[key] for key in person.establishments],
+                practitioner=dict(person.practitioner) or None,
+                created_by=None,
+            )
+            created = 1
+        if person.totp_secret:
+            self._authenticator(user, person)
+        return created
+
+    @transaction.atomic
+    def _authenticator(self, user: User, person: demo.DemoPerson) -> None:
+        # A fixed secret (not the enrolment flow's random one) so an authenticator app set up once keeps
+        # working; an existing confirmed authenticator is left alone, whatever its secret.
+        if TOTPDevice.objects.filter(user=user, confirmed=True).exists():
+            return
+        device = TOTPDevice.objects.create(user=user, name="Demo", key=person.totp_key_hex, confirmed=True)
+        audit.record(
+            action=AuditAction.OTP_ENROLLED,
+            actor_user_id=None,
+            actor_role="system",
+            object_type="user",
+            object_id=user.pk,
+            details={"device": device.pk},
+        )
