@@ -13,6 +13,7 @@ from django.db import connection
 from django.db.models import BooleanField, F, Q, QuerySet
 from django.db.models.expressions import RawSQL
 
+from audit.integrity import MAC_FIELDS
 from audit.models import AuditEvent
 
 PAGE_SIZE = 50
@@ -100,23 +101,8 @@ SORTS: dict[str, str] = {
 }
 DEFAULT_SORT = "occurred_at"
 
-_LIST_FIELDS = (
-    "id",
-    "occurred_at",
-    "action",
-    "outcome",
-    "actor_user_id",
-    "actor_role",
-    "actor_establishment_id",
-    "patient_id",
-    "object_type",
-    "object_id",
-    "purpose",
-    "source_address",
-    "user_agent",
-    "request_id",
-    "details",
-)
+# What the auditor pages show: every stored field except the internal uuid (the id identifies the event).
+_LIST_FIELDS = ("id", *(name for name in MAC_FIELDS if name != "event_uuid"))
 
 
 @dataclass(frozen=True)
