@@ -31,6 +31,9 @@ class AuditAction(StrEnum):
     MEMBERSHIP_REMOVED = "accounts.membership.removed"
     ESTABLISHMENT_CREATED = "accounts.establishment.created"
     ESTABLISHMENT_UPDATED = "accounts.establishment.updated"
+    # records: patients and their identity
+    PATIENT_REGISTERED = "records.patient.registered"
+    DUPLICATE_FLAGGED = "records.duplicate.flagged"
     # audit: the trail itself
     TRAIL_VIEWED = "audit.trail.viewed"
     TRAIL_EXPORTED = "audit.trail.exported"

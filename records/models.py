@@ -41,7 +41,7 @@ class Patient(models.Model):
     paternal_surname = models.CharField(_("apellido paterno"), max_length=80)
     maternal_surname = models.CharField(_("apellido materno"), max_length=80, blank=True)
     # Upper-case, accent-free "SURNAME SURNAME GIVEN" for prefix search and duplicate detection.
-    search_name = models.CharField(max_length=300, editable=False, db_index=True)
+    search_name = models.CharField(max_length=300, editable=False)
     sex = models.CharField(_("sexo"), max_length=16, choices=Sex.choices)
     birth_date = models.DateField(_("fecha de nacimiento"))
     address = EncryptedTextField(_("dirección"), purpose="records.patient.address", null=True, blank=True)
@@ -64,6 +64,8 @@ class Patient(models.Model):
     class Meta:
         indexes = [
             models.Index(fields=["search_name", "birth_date"], name="records_patient_dup_check"),
+            # Pattern ops so `LIKE 'PREFIX%'` (name search by prefix) uses the index whatever the collation.
+            models.Index(fields=["search_name"], name="records_patient_name_prefix", opclasses=["varchar_pattern_ops"]),
         ]
         constraints = [
             models.CheckConstraint(condition=Q(sex__in=Sex.values), name="records_patient_sex_valid"),
@@ -121,3 +123,35 @@ class ClinicalHistoryNumber(models.Model):
 
     def __str__(self) -> str:
         return f"history {self.number} at establishment #{self.establishment_id}"
+
+
+class DuplicateStatus(models.TextChoices):
+    OPEN = "open", _("Por revisar")
+    DISTINCT = "distinct", _("Son personas distintas")
+    SAME_PERSON = "same_person", _("Es la misma persona")
+
+
+class PossibleDuplicate(models.Model):
+    """Two patients with the same normalised name and birth date but different documents.
+
+    Flagged to staff and resolved by a person; records are never merged automatically.
+    """
+
+    patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="+")
+    other = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="+")
+    status = models.CharField(max_length=16, choices=DuplicateStatus.choices, default=DuplicateStatus.OPEN)
+    flagged_at = models.DateTimeField(default=timezone.now, editable=False)
+    resolved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    resolved_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            # Stored with the lower id first, so a pair is flagged once whichever was registered later.
+            models.CheckConstraint(condition=Q(patient__lt=models.F("other")), name="records_duplicate_ordered"),
+            models.UniqueConstraint(fields=["patient", "other"], name="records_duplicate_pair_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"possible duplicate #{self.patient_id}/#{self.other_id} ({self.status})"
