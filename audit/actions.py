@@ -34,6 +34,9 @@ class AuditAction(StrEnum):
     # records: patients and their identity
     PATIENT_REGISTERED = "records.patient.registered"
     DUPLICATE_FLAGGED = "records.duplicate.flagged"
+    CONSENT_DOCUMENT_PUBLISHED = "records.consent_document.published"
+    CONSENT_GRANTED = "records.consent.granted"
+    CONSENT_REVOKED = "records.consent.revoked"
     # audit: the trail itself
     TRAIL_VIEWED = "audit.trail.viewed"
     TRAIL_EXPORTED = "audit.trail.exported"

@@ -1,0 +1,35 @@
+"""Records' models: patients and identity, consent."""
+
+from records.models.consent import (
+    ConsentDecision,
+    ConsentDocument,
+    ConsentKind,
+    ConsentMethod,
+    Decision,
+)
+from records.models.patients import (
+    ClinicalHistoryNumber,
+    DocumentType,
+    DuplicateStatus,
+    Insurance,
+    Patient,
+    PatientIdentifier,
+    PossibleDuplicate,
+    Sex,
+)
+
+__all__ = [
+    "ClinicalHistoryNumber",
+    "ConsentDecision",
+    "ConsentDocument",
+    "ConsentKind",
+    "ConsentMethod",
+    "Decision",
+    "DocumentType",
+    "DuplicateStatus",
+    "Insurance",
+    "Patient",
+    "PatientIdentifier",
+    "PossibleDuplicate",
+    "Sex",
+]
