@@ -37,6 +37,12 @@ class AuditAction(StrEnum):
     CONSENT_DOCUMENT_PUBLISHED = "records.consent_document.published"
     CONSENT_GRANTED = "records.consent.granted"
     CONSENT_REVOKED = "records.consent.revoked"
+    CARE_RELATIONSHIP_STARTED = "records.care_relationship.started"
+    CARE_RELATIONSHIP_ENDED = "records.care_relationship.ended"
+    CHART_VIEWED = "records.chart.viewed"
+    CHART_ACCESS_DENIED = "records.chart.denied"
+    BREAK_GLASS = "records.chart.break_glass"
+    DEMOGRAPHICS_VIEWED = "records.patient.viewed"
     # audit: the trail itself
     TRAIL_VIEWED = "audit.trail.viewed"
     TRAIL_EXPORTED = "audit.trail.exported"

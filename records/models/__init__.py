@@ -1,5 +1,6 @@
 """Records' models: patients and identity, consent."""
 
+from records.models.care import BreakGlassAccess, CareRelationship, CareSource
 from records.models.consent import (
     ConsentDecision,
     ConsentDocument,
@@ -19,6 +20,9 @@ from records.models.patients import (
 )
 
 __all__ = [
+    "BreakGlassAccess",
+    "CareRelationship",
+    "CareSource",
     "ClinicalHistoryNumber",
     "ConsentDecision",
     "ConsentDocument",
