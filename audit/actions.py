@@ -43,6 +43,10 @@ class AuditAction(StrEnum):
     CHART_ACCESS_DENIED = "records.chart.denied"
     BREAK_GLASS = "records.chart.break_glass"
     DEMOGRAPHICS_VIEWED = "records.patient.viewed"
+    RIGHTS_REQUEST_FILED = "records.rights_request.filed"
+    RIGHTS_REQUEST_EXTENDED = "records.rights_request.extended"
+    RIGHTS_REQUEST_RESOLVED = "records.rights_request.resolved"
+    PATIENT_EXPORTED = "records.patient.exported"
     # audit: the trail itself
     TRAIL_VIEWED = "audit.trail.viewed"
     TRAIL_EXPORTED = "audit.trail.exported"

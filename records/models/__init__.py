@@ -18,6 +18,7 @@ from records.models.patients import (
     PossibleDuplicate,
     Sex,
 )
+from records.models.rights import DataRightsRequest, RightsKind, RightsStatus
 
 __all__ = [
     "BreakGlassAccess",
@@ -28,6 +29,7 @@ __all__ = [
     "ConsentDocument",
     "ConsentKind",
     "ConsentMethod",
+    "DataRightsRequest",
     "Decision",
     "DocumentType",
     "DuplicateStatus",
@@ -35,5 +37,7 @@ __all__ = [
     "Patient",
     "PatientIdentifier",
     "PossibleDuplicate",
+    "RightsKind",
+    "RightsStatus",
     "Sex",
 ]
