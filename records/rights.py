@@ -154,3 +154,29 @@ def rights_queue(*, today: dt.date | None = None) -> QuerySet[DataRightsRequest]
         )
         .order_by("effective_due", "pk")
     )
+
+
+def patient_export(*, user: User, patient_id: int, fmt: str) -> tuple[bytes, str]:
+    """The patient's own data, for themself only (access and portability). Audited; returns (content, type)."""
+    from accounts.access import AccessDenied
+    from records.export import bundle_json, bundle_pdf, patient_bundle
+
+    if fmt not in ("json", "pdf"):
+        raise ValidationError(_("Formato desconocido."), code="format")
+    patient = Patient.objects.filter(pk=patient_id, user=user).first() if user.is_authenticated else None
+    if patient is None:
+        raise AccessDenied
+    bundle = patient_bundle(patient)
+    audit.record(
+        action=AuditAction.PATIENT_EXPORTED,
+        purpose=Purpose.PATIENT_REQUEST,
+        actor_user_id=user.pk,
+        actor_role=user.role,
+        patient_id=patient.pk,
+        object_type="patient",
+        object_id=patient.pk,
+        details={"format": fmt},
+    )
+    if fmt == "json":
+        return bundle_json(bundle), "application/json"
+    return bundle_pdf(bundle), "application/pdf"
