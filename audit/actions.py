@@ -47,6 +47,10 @@ class AuditAction(StrEnum):
     RIGHTS_REQUEST_EXTENDED = "records.rights_request.extended"
     RIGHTS_REQUEST_RESOLVED = "records.rights_request.resolved"
     PATIENT_EXPORTED = "records.patient.exported"
+    PATIENT_BLOCKED = "records.patient.blocked"
+    LEGAL_HOLD_PLACED = "records.legal_hold.placed"
+    LEGAL_HOLD_RELEASED = "records.legal_hold.released"
+    PATIENT_ANONYMISED = "records.patient.anonymised"
     # audit: the trail itself
     TRAIL_VIEWED = "audit.trail.viewed"
     TRAIL_EXPORTED = "audit.trail.exported"

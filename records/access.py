@@ -46,7 +46,9 @@ def chart_policy(user: User, patient_id: int, *, now: dt.datetime | None = None)
     if user.role != Role.PRACTITIONER or not user.is_verified():
         # Coordinators, admins and auditors never read clinical content.
         return None
-    if _has_care_relationship(user, patient_id, now):
+    blocked = Patient.objects.filter(pk=patient_id, blocked_at__isnull=False).exists()
+    if not blocked and _has_care_relationship(user, patient_id, now):
+        # A blocked record (cancellation granted inside retention) is out of routine care.
         return Purpose.TREATMENT, "care_relationship"
     if _has_break_glass(user, patient_id, now):
         return Purpose.EMERGENCY, "break_glass"

@@ -24,4 +24,6 @@ def patients_by_name_prefix(text: str, *, limit: int = 50) -> QuerySet[Patient]:
     prefix = search_name(text)
     if len(prefix) < 2:
         return Patient.objects.none()
-    return Patient.objects.filter(search_name__startswith=prefix).order_by("search_name", "pk")[:limit]
+    return Patient.objects.filter(search_name__startswith=prefix, blocked_at__isnull=True).order_by(
+        "search_name", "pk"
+    )[:limit]

@@ -330,4 +330,7 @@ LOGGING = {
     },
 }
 
+# Clinical records are kept at least this long after the last encounter (SEC-5; never below 20).
+CLINICAL_RETENTION_YEARS = env_int("CLINICAL_RETENTION_YEARS", 20, minimum=20)
+
 TELECONSULT_VERSION = "0.1.0"

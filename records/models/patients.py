@@ -58,6 +58,12 @@ class Patient(models.Model):
         _("teléfono de emergencia"), purpose="records.patient.emergency_contact_phone", null=True, blank=True
     )
     preferred_language = models.CharField(max_length=8, default="es-pe")
+    # Retention (SEC-5): the record is kept at least CLINICAL_RETENTION_YEARS after the last encounter.
+    last_encounter_at = models.DateTimeField(null=True, blank=True)
+    # Set when a cancellation request is granted inside the retention period: hidden from routine use,
+    # kept for legal purposes until retention ends (and no legal hold applies).
+    blocked_at = models.DateTimeField(null=True, blank=True)
+    anonymised_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -155,3 +161,19 @@ class PossibleDuplicate(models.Model):
 
     def __str__(self) -> str:
         return f"possible duplicate #{self.patient_id}/#{self.other_id} ({self.status})"
+
+
+class LegalHold(models.Model):
+    """A hold placed by the clinic (litigation, investigation): nothing about the patient is purged while open."""
+
+    patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="legal_holds")
+    reason = EncryptedTextField(purpose="records.legalhold.reason")
+    placed_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    placed_at = models.DateTimeField(default=timezone.now)
+    released_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    released_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"legal hold #{self.pk} on patient #{self.patient_id}"
