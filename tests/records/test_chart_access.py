@@ -158,3 +158,19 @@ def test_break_glass_grants_time_limited_emergency_access_and_tells_auditors(wor
     assert "inconsciente" not in mail.outbox[0].body
     with pytest.raises(AccessDenied):
         chart_for(outsider, patient.pk, now=timezone.now() + dt.timedelta(hours=5))
+
+
+@pytest.mark.django_db
+def test_who_opened_my_record_in_plain_words(world, django_assert_num_queries):
+    from records.selectors import record_access_log
+
+    personas, patient, _ = world
+    chart_for(verified(personas.practitioner), patient.pk)
+    with pytest.raises(AccessDenied):
+        chart_for(verified(personas.outsider), patient.pk)
+    with django_assert_num_queries(2):
+        log = record_access_log(patient)
+    opened = next(e for e in log if e.what == "abrió su historia clínica")
+    assert opened.who == personas.practitioner.full_name and opened.purpose == "atención de salud"
+    assert any(e.what.startswith("intentó abrir") and e.outcome == "denied" for e in log)
+    assert log[0].at >= log[-1].at
