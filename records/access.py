@@ -26,8 +26,14 @@ class ChartAccess:
 
 
 def _has_care_relationship(user: User, patient_id: int, now: dt.datetime) -> bool:
+    # A blocked record (cancellation granted inside retention) is out of routine care: checked in the same query.
     return CareRelationship.objects.filter(
-        practitioner=user, patient_id=patient_id, valid_from__lte=now, valid_until__gt=now, ended_at__isnull=True
+        practitioner=user,
+        patient_id=patient_id,
+        valid_from__lte=now,
+        valid_until__gt=now,
+        ended_at__isnull=True,
+        patient__blocked_at__isnull=True,
     ).exists()
 
 
@@ -46,9 +52,7 @@ def chart_policy(user: User, patient_id: int, *, now: dt.datetime | None = None)
     if user.role != Role.PRACTITIONER or not user.is_verified():
         # Coordinators, admins and auditors never read clinical content.
         return None
-    blocked = Patient.objects.filter(pk=patient_id, blocked_at__isnull=False).exists()
-    if not blocked and _has_care_relationship(user, patient_id, now):
-        # A blocked record (cancellation granted inside retention) is out of routine care.
+    if _has_care_relationship(user, patient_id, now):
         return Purpose.TREATMENT, "care_relationship"
     if _has_break_glass(user, patient_id, now):
         return Purpose.EMERGENCY, "break_glass"
