@@ -24,15 +24,19 @@ def _write_private(path: Path, data: bytes) -> None:
 def development_secrets(var_dir: Path) -> dict[str, str]:
     """Read var/secrets.json, creating it with fresh random values on first use."""
     path = var_dir / "secrets.json"
-    if path.exists():
-        return json.loads(path.read_text())
-    values = {
-        "SECRET_KEY": secrets.token_urlsafe(50),
-        "TELECONSULT_KEK": base64.b64encode(secrets.token_bytes(32)).decode(),
-        "TELECONSULT_AUDIT_KEY": base64.b64encode(secrets.token_bytes(32)).decode(),
-        "TELECONSULT_TURN_SECRET": secrets.token_urlsafe(32),
+    generators = {
+        "SECRET_KEY": lambda: secrets.token_urlsafe(50),
+        "TELECONSULT_KEK": lambda: base64.b64encode(secrets.token_bytes(32)).decode(),
+        "TELECONSULT_AUDIT_KEY": lambda: base64.b64encode(secrets.token_bytes(32)).decode(),
+        "TELECONSULT_INDEX_KEY": lambda: base64.b64encode(secrets.token_bytes(32)).decode(),
+        "TELECONSULT_TURN_SECRET": lambda: secrets.token_urlsafe(32),
     }
-    _write_private(path, json.dumps(values, indent=2).encode())
+    values: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
+    missing = [name for name in generators if name not in values]
+    if missing:
+        # Values added by a newer version are generated once; existing ones are never replaced.
+        values.update({name: generators[name]() for name in missing})
+        _write_private(path, json.dumps(values, indent=2).encode())
     return values
 
 

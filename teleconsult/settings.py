@@ -60,6 +60,20 @@ if len(SECRET_KEY) < 50:
 # Key-encryption key for envelope encryption of data at rest, and the key that seals the audit trail.
 TELECONSULT_KEK = _key_material("TELECONSULT_KEK")
 TELECONSULT_AUDIT_KEY = _key_material("TELECONSULT_AUDIT_KEY")
+# Blind-index key (keyed HMAC for exact search on encrypted identifiers); never rotated with the KEK.
+TELECONSULT_INDEX_KEY = _key_material("TELECONSULT_INDEX_KEY")
+# Former KEKs, comma-separated base64: they still unwrap data keys until `rotate_keys --rewrap` has run.
+TELECONSULT_KEK_PREVIOUS: list[bytes] = []
+for _position, _encoded in enumerate(env_list("TELECONSULT_KEK_PREVIOUS", [])):
+    try:
+        _previous = base64.b64decode(_encoded, validate=True)
+    except (binascii.Error, ValueError):
+        raise ConfigError(f"TELECONSULT_KEK_PREVIOUS entry {_position + 1} must be base64-encoded.") from None
+    if len(_previous) != 32:
+        raise ConfigError(f"TELECONSULT_KEK_PREVIOUS entry {_position + 1} must decode to exactly 32 bytes.")
+    TELECONSULT_KEK_PREVIOUS.append(_previous)
+# Where KEKs come from: configured keys by default; a KMS adapter implements the same three methods.
+TELECONSULT_KEK_PROVIDER = env_str("TELECONSULT_KEK_PROVIDER", "teleconsult.crypto.configured_keys")
 
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", [] if PRODUCTION else ["localhost", "127.0.0.1", "[::1]", "*"])
 if PRODUCTION and not ALLOWED_HOSTS:
@@ -367,5 +381,8 @@ LOGGING = {
         "teleconsult.access": {"level": env_choice("ACCESS_LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING"))},
     },
 }
+
+# Clinical records are kept at least this long after the last encounter (SEC-5; never below 20).
+CLINICAL_RETENTION_YEARS = env_int("CLINICAL_RETENTION_YEARS", 20, minimum=20)
 
 TELECONSULT_VERSION = "0.1.0"

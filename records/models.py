@@ -1,1 +1,0 @@
-"""Models of the records app (filled in by its own issue)."""
