@@ -63,7 +63,14 @@ def test_compose_file_has_every_production_service():
     assert "service_completed_successfully" in rendered
     assert "TELECONSULT_ENV: production" in rendered
     # Secrets arrive as files; none is written into the environment.
-    for name in ("SECRET_KEY", "TELECONSULT_KEK", "TELECONSULT_AUDIT_KEY", "DATABASE_PASSWORD", "EMAIL_URL"):
+    for name in (
+        "SECRET_KEY",
+        "TELECONSULT_KEK",
+        "TELECONSULT_AUDIT_KEY",
+        "TELECONSULT_INDEX_KEY",
+        "DATABASE_PASSWORD",
+        "EMAIL_URL",
+    ):
         assert f"{name}_FILE: /run/secrets/" in rendered
         assert not re.search(rf"^\s+{name}: ", rendered, re.MULTILINE)
 

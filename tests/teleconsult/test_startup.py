@@ -35,6 +35,7 @@ def _production_env(var_dir: Path) -> dict[str, str]:
         "SECRET_KEY": secrets.token_urlsafe(60),
         "TELECONSULT_KEK": base64.b64encode(secrets.token_bytes(32)).decode(),
         "TELECONSULT_AUDIT_KEY": base64.b64encode(secrets.token_bytes(32)).decode(),
+        "TELECONSULT_INDEX_KEY": base64.b64encode(secrets.token_bytes(32)).decode(),
         "ALLOWED_HOSTS": "teleconsult.example.pe",
         "DATABASE_URL": "postgres://teleconsult:db-password@db.internal:5432/teleconsult",
         "REDIS_URL": "redis://redis.internal:6379/0",
@@ -72,7 +73,7 @@ def test_production_without_secret_key_is_refused(tmp_path):
     assert result.returncode == 2
     assert "SECRET_KEY" in result.stderr
     assert "Traceback" not in result.stderr
-    for name in ("TELECONSULT_KEK", "TELECONSULT_AUDIT_KEY"):
+    for name in ("TELECONSULT_KEK", "TELECONSULT_AUDIT_KEY", "TELECONSULT_INDEX_KEY"):
         assert env[name] not in result.stderr
 
 
@@ -115,7 +116,13 @@ def test_first_development_run_writes_private_secrets_and_tls_key(tmp_path):
     from teleconsult.localvar import development_secrets, self_signed_certificate
 
     values = development_secrets(tmp_path)
-    assert set(values) >= {"SECRET_KEY", "TELECONSULT_KEK", "TELECONSULT_AUDIT_KEY", "TELECONSULT_TURN_SECRET"}
+    assert set(values) >= {
+        "SECRET_KEY",
+        "TELECONSULT_KEK",
+        "TELECONSULT_AUDIT_KEY",
+        "TELECONSULT_INDEX_KEY",
+        "TELECONSULT_TURN_SECRET",
+    }
     assert development_secrets(tmp_path) == values  # read back, not regenerated
     cert, key = self_signed_certificate(tmp_path)
     for private in (tmp_path / "secrets.json", key):
