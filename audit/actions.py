@@ -51,6 +51,11 @@ class AuditAction(StrEnum):
     LEGAL_HOLD_PLACED = "records.legal_hold.placed"
     LEGAL_HOLD_RELEASED = "records.legal_hold.released"
     PATIENT_ANONYMISED = "records.patient.anonymised"
+    PATIENT_SEARCHED = "records.patient.searched"
+    PATIENT_RECTIFIED = "records.patient.rectified"
+    DUPLICATE_RESOLVED = "records.duplicate.resolved"
+    RIGHTS_QUEUE_VIEWED = "records.rights_queue.viewed"
+    RIGHTS_REQUEST_VIEWED = "records.rights_request.viewed"
     # audit: the trail itself
     TRAIL_VIEWED = "audit.trail.viewed"
     TRAIL_EXPORTED = "audit.trail.exported"

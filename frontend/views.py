@@ -6,6 +6,9 @@ from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 
+from records.consent import may_start_visit
+from records.models import Patient
+
 
 @login_required
 def home(request: HttpRequest) -> HttpResponse:
@@ -14,4 +17,10 @@ def home(request: HttpRequest) -> HttpResponse:
         return redirect("audit:events")
     if role == "clinic_admin":
         return redirect("accounts:staff_list")
-    return render(request, "frontend/home.html")
+    context = {}
+    if role == "patient":
+        # A patient login linked to a patient record gets the links to their own pages.
+        patient_id = Patient.objects.filter(user_id=request.user.pk).values_list("pk", flat=True).first()
+        if patient_id is not None:
+            context = {"patient_linked": True, "visit_ready": may_start_visit(patient_id).allowed}
+    return render(request, "frontend/home.html", context)

@@ -15,7 +15,7 @@ from accounts.access import AccessDenied, require_role
 from accounts.models import Role, User
 from audit import services as audit
 from audit.actions import AuditAction, Outcome, Purpose
-from records.models import BreakGlassAccess, CareRelationship, Patient
+from records.models import BreakGlassAccess, CareRelationship, DataRightsRequest, Patient
 
 
 @dataclass(frozen=True)
@@ -167,3 +167,43 @@ def _notify_auditors(access_id: int) -> None:
         recipient_list=recipients,
         fail_silently=True,
     )
+
+
+def rights_request_for(user: User, request_id: int, *, to_act: bool = False) -> DataRightsRequest:
+    """A data-protection request for the staff who work the queue: the clinic admin (acting as the
+    data-protection officer) reads and acts; coordinators may only read. Audited; denied looks missing."""
+    roles = (Role.CLINIC_ADMIN,) if to_act else (Role.CLINIC_ADMIN, Role.COORDINATOR)
+    require_role(user, *roles)
+    request = DataRightsRequest.objects.select_related("patient").filter(pk=request_id).first()
+    if request is None:
+        raise AccessDenied
+    audit.record(
+        action=AuditAction.RIGHTS_REQUEST_VIEWED,
+        purpose=Purpose.PATIENT_REQUEST,
+        actor_user_id=user.pk,
+        actor_role=user.role,
+        patient_id=request.patient_id,
+        object_type="rights_request",
+        object_id=request.pk,
+    )
+    return request
+
+
+def patient_for_data_protection(user: User, patient_id: int) -> Patient:
+    """The patient's identity for the data-protection officer (clinic admin): rectification and legal holds.
+    Never clinical content. Audited like a demographics read."""
+    require_role(user, Role.CLINIC_ADMIN)
+    patient = Patient.objects.filter(pk=patient_id).first()
+    if patient is None:
+        raise AccessDenied
+    audit.record(
+        action=AuditAction.DEMOGRAPHICS_VIEWED,
+        purpose=Purpose.PATIENT_REQUEST,
+        actor_user_id=user.pk,
+        actor_role=user.role,
+        patient_id=patient.pk,
+        object_type="patient",
+        object_id=patient.pk,
+        details={"for": "data_protection"},
+    )
+    return patient

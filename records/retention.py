@@ -13,7 +13,7 @@ from django.utils import timezone
 from accounts.models import User
 from audit import services as audit
 from audit.actions import AuditAction, Purpose
-from records.models import LegalHold, Patient, PatientIdentifier
+from records.models import LegalHold, Patient, PatientIdentifier, PatientRevision
 
 ANONYMISED = "ANONIMIZADO"
 
@@ -105,6 +105,8 @@ def purge_expired(*, now: dt.datetime | None = None) -> list[int]:
         if patient.anonymised_at or retention_until(patient) > now or has_open_hold(patient):
             continue
         PatientIdentifier.objects.filter(patient=patient).delete()
+        # Rectifications keep old names and contact data: they go with the identity they belonged to.
+        PatientRevision.objects.filter(patient=patient).delete()
         for field in (
             "address",
             "phone",

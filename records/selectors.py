@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from django.db.models import QuerySet
 from django.utils.translation import gettext_lazy as _
 
+from accounts.models import User
 from records.identifiers import document_lookup, normalise_document
 from records.models import Patient
 from records.services import search_name
@@ -97,3 +98,76 @@ def record_access_log(patient: Patient, *, limit: int = 200) -> list[AccessLogEn
             )
         )
     return entries
+
+
+def _search_results(found: QuerySet[Patient], viewer: User, limit: int) -> list[Patient]:
+    """Search results with what the list shows, in one query. Blocked records are out of routine use.
+    For a practitioner each row says whether they are in the patient's care now (the link then opens the
+    chart; otherwise it offers emergency access). Only clear columns: a result list decrypts nothing."""
+    from django.db.models import BooleanField, Exists, OuterRef, Value
+    from django.utils import timezone
+
+    from accounts.models import Role
+    from records.models import CareRelationship
+
+    if viewer.role == Role.PRACTITIONER:
+        now = timezone.now()
+        in_care: Exists | Value = Exists(
+            CareRelationship.objects.filter(
+                patient=OuterRef("pk"),
+                practitioner=viewer,
+                valid_from__lte=now,
+                valid_until__gt=now,
+                ended_at__isnull=True,
+            )
+        )
+    else:
+        in_care = Value(False, output_field=BooleanField())
+    return list(
+        found.filter(blocked_at__isnull=True)
+        .annotate(in_care=in_care)
+        .only("pk", "given_names", "paternal_surname", "maternal_surname", "birth_date", "sex")
+        .order_by("search_name", "pk")[:limit]
+    )
+
+
+def patient_search_by_document(document_type: str, number: str, issuing_country: str, *, viewer: User) -> list[Patient]:
+    """The (at most one) patient holding this document, for the staff search page."""
+    normalised, country = normalise_document(document_type, number, issuing_country)
+    lookup = document_lookup(document_type, normalised, country)
+    return _search_results(Patient.objects.filter(identifiers__lookup=lookup), viewer, 1)
+
+
+def patient_search_by_name(text: str, *, viewer: User, limit: int = 50) -> list[Patient]:
+    """Patients whose "SURNAME SURNAME GIVEN NAMES" starts with the text typed, for the staff search page."""
+    prefix = search_name(text)
+    if len(prefix) < 2:
+        return []
+    return _search_results(Patient.objects.filter(search_name__startswith=prefix), viewer, limit)
+
+
+@dataclass(frozen=True)
+class PatientProfile:
+    patient: Patient
+    identifiers: list
+    history_numbers: list
+    duplicates: list  # (PossibleDuplicate, the other Patient)
+    revisions: list
+
+
+def patient_profile(patient: Patient) -> PatientProfile:
+    """Everything the staff profile shows besides consent (records.consent.consent_states), in four queries."""
+    from django.db.models import Q
+
+    from records.models import ClinicalHistoryNumber, PatientIdentifier, PatientRevision, PossibleDuplicate
+
+    identifiers = list(PatientIdentifier.objects.filter(patient=patient).order_by("document_type"))
+    history = list(ClinicalHistoryNumber.objects.filter(patient=patient).select_related("establishment").order_by("pk"))
+    flags = list(
+        PossibleDuplicate.objects.filter(Q(patient=patient) | Q(other=patient))
+        .select_related("patient", "other")
+        .order_by("flagged_at", "pk")
+    )
+    duplicates = [(flag, flag.other if flag.patient_id == patient.pk else flag.patient) for flag in flags]
+    revisions = list(PatientRevision.objects.filter(patient=patient).defer("previous_values")[:20])
+    return PatientProfile(patient, identifiers, history, duplicates, revisions)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import unicodedata
 from dataclasses import dataclass
 
@@ -13,9 +14,18 @@ from django.utils.translation import gettext as _
 
 from accounts.models import Establishment, User
 from audit import services as audit
-from audit.actions import AuditAction
+from audit.actions import AuditAction, Purpose
 from records.identifiers import document_lookup, normalise_document
-from records.models import ClinicalHistoryNumber, Patient, PatientIdentifier, PossibleDuplicate
+from records.models import (
+    ClinicalHistoryNumber,
+    DataRightsRequest,
+    DuplicateStatus,
+    Insurance,
+    Patient,
+    PatientIdentifier,
+    PatientRevision,
+    PossibleDuplicate,
+)
 
 
 @dataclass(frozen=True)
@@ -39,7 +49,7 @@ class DuplicateIdentifier(ValidationError):
 @transaction.atomic
 def patient_register(
     *,
-    registered_by: User,
+    registered_by: User | None,
     establishment: Establishment,
     given_names: str,
     paternal_surname: str,
@@ -51,8 +61,16 @@ def patient_register(
     email: str | None = None,
     address: str | None = None,
     history_number: str | None = None,
+    insurance: str = Insurance.NONE,
+    insurance_number: str | None = None,
+    emergency_contact_name: str | None = None,
+    emergency_contact_phone: str | None = None,
+    user: User | None = None,
 ) -> Patient:
-    """Register a patient with at least one identity document; flag (never merge) possible duplicates."""
+    """Register a patient with at least one identity document; flag (never merge) possible duplicates.
+
+    `registered_by` None means the system (demo seeding); `user` links the patient's own sign-in.
+    """
     if not documents:
         raise ValidationError(_("Registre al menos un documento de identidad."), code="no_document")
     if birth_date > timezone.localdate():
@@ -68,6 +86,11 @@ def patient_register(
         phone=phone or None,
         email=email or None,
         address=address or None,
+        insurance=insurance,
+        insurance_number=insurance_number or None,
+        emergency_contact_name=emergency_contact_name or None,
+        emergency_contact_phone=emergency_contact_phone or None,
+        user=user,
     )
     patient.full_clean(exclude=["search_name"])
     patient.save()
@@ -83,8 +106,11 @@ def patient_register(
                     lookup=document_lookup(document.document_type, number, country),
                 )
         except IntegrityError:
+            # `params` names the document, so a form can put the error on the right field.
             raise DuplicateIdentifier(
-                _("Ya existe un paciente registrado con ese documento."), code="duplicate_identifier"
+                _("Ya existe un paciente registrado con ese documento."),
+                code="duplicate_identifier",
+                params={"document_type": document.document_type},
             ) from None
     if history_number:
         try:
@@ -99,8 +125,8 @@ def patient_register(
             ) from None
     audit.record(
         action=AuditAction.PATIENT_REGISTERED,
-        actor_user_id=registered_by.pk,
-        actor_role=registered_by.role,
+        actor_user_id=registered_by.pk if registered_by else None,
+        actor_role=registered_by.role if registered_by else "system",
         actor_establishment_id=establishment.pk,
         patient_id=patient.pk,
         object_type="patient",
@@ -127,3 +153,106 @@ def _flag_possible_duplicates(patient: Patient) -> None:
                 object_id=flag.pk,
                 details={"other_patient": twin.pk},
             )
+
+
+@transaction.atomic
+def possible_duplicate_resolve(*, flag: PossibleDuplicate, status: DuplicateStatus, by: User) -> PossibleDuplicate:
+    """A person decides whether two flagged records are the same person. Nothing is merged either way:
+    "same person" is a finding for the data-protection officer to act on, not an automatic merge."""
+    if status not in (DuplicateStatus.DISTINCT, DuplicateStatus.SAME_PERSON):
+        raise ValidationError(_("Estado no válido."), code="status")
+    locked = PossibleDuplicate.objects.select_for_update().get(pk=flag.pk)
+    locked.status = status
+    locked.resolved_by = by
+    locked.resolved_at = timezone.now()
+    locked.save(update_fields=["status", "resolved_by", "resolved_at"])
+    audit.record(
+        action=AuditAction.DUPLICATE_RESOLVED,
+        actor_user_id=by.pk,
+        actor_role=by.role,
+        patient_id=locked.patient_id,
+        object_type="possible_duplicate",
+        object_id=locked.pk,
+        details={"status": status.value, "other_patient": locked.other_id},
+    )
+    return locked
+
+
+# Demographic fields a rectification may change (identifiers are not among them: a wrong document is a
+# new registration question, decided by the data-protection officer outside this form).
+RECTIFIABLE_FIELDS = (
+    "given_names",
+    "paternal_surname",
+    "maternal_surname",
+    "sex",
+    "birth_date",
+    "address",
+    "phone",
+    "email",
+    "insurance",
+    "insurance_number",
+    "emergency_contact_name",
+    "emergency_contact_phone",
+)
+
+
+_ENCRYPTED_OPTIONAL = frozenset(
+    {"address", "phone", "email", "insurance_number", "emergency_contact_name", "emergency_contact_phone"}
+)
+
+
+def _as_text(value: object) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    return str(value)
+
+
+@transaction.atomic
+def patient_rectify(
+    *, patient: Patient, changes: dict[str, object], by: User, rights_request: DataRightsRequest | None = None
+) -> PatientRevision | None:
+    """Rectify demographic data (Law 29733): the new values replace the old, which are kept, encrypted, in
+    a PatientRevision. Returns None when nothing actually changed. Audited with field names only."""
+    unknown = set(changes) - set(RECTIFIABLE_FIELDS)
+    if unknown:
+        raise ValueError(f"Not rectifiable: {sorted(unknown)}")
+    locked = Patient.objects.select_for_update().get(pk=patient.pk)
+    previous: dict[str, str | None] = {}
+    for name, value in changes.items():
+        if isinstance(value, str):
+            value = value.strip()
+            if not value and name in _ENCRYPTED_OPTIONAL:
+                value = None  # encrypted columns store "nothing" as NULL, not an encrypted empty string
+        if _as_text(getattr(locked, name)) != _as_text(value):
+            previous[name] = _as_text(getattr(locked, name))
+            setattr(locked, name, value)
+    if not previous:
+        return None
+    if locked.birth_date > timezone.localdate():
+        raise ValidationError(_("La fecha de nacimiento no puede estar en el futuro."), code="future_birth_date")
+    locked.search_name = search_name(locked.paternal_surname, locked.maternal_surname, locked.given_names)
+    locked.full_clean(exclude=["search_name"])
+    locked.save()
+    revision = PatientRevision.objects.create(
+        patient=locked,
+        changed_fields=sorted(previous),
+        previous_values=json.dumps(previous, ensure_ascii=False),
+        changed_by=by,
+        rights_request=rights_request,
+    )
+    audit.record(
+        action=AuditAction.PATIENT_RECTIFIED,
+        purpose=Purpose.PATIENT_REQUEST if rights_request else Purpose.OPERATIONS,
+        actor_user_id=by.pk,
+        actor_role=by.role,
+        patient_id=locked.pk,
+        object_type="patient_revision",
+        object_id=revision.pk,
+        details={"fields": sorted(previous), "rights_request": rights_request.pk if rights_request else None},
+    )
+    if {"given_names", "paternal_surname", "maternal_surname", "birth_date"} & set(previous):
+        _flag_possible_duplicates(locked)
+    patient.refresh_from_db()
+    return revision

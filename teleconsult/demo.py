@@ -112,6 +112,125 @@ PATIENTS = (
 PEOPLE = STAFF + PATIENTS
 
 
+@dataclass(frozen=True)
+class DemoPatientRecord:
+    """The clinical identity (records.Patient) of a demo patient's sign-in. DNIs are invented but valid
+    (8 digits; the check character printed on the card is the last one here)."""
+
+    email: str
+    given_names: str
+    paternal_surname: str
+    maternal_surname: str
+    sex: str
+    birth_date: str  # ISO date
+    dni: str  # with its check character, as a patient would type it
+    history_number: str  # at the "home" establishment
+    phone: str
+
+
+PATIENT_RECORDS = (
+    DemoPatientRecord(
+        "paciente1@demo.test",
+        "María",
+        "Condori",
+        "Apaza",
+        "female",
+        "1987-04-12",
+        "40123456-5",
+        "HC-000101",
+        "+51 951 000 101",
+    ),
+    DemoPatientRecord(
+        "paciente2@demo.test",
+        "Juan",
+        "Pérez",
+        "Ticona",
+        "male",
+        "1979-09-30",
+        "41234567-9",
+        "HC-000102",
+        "+51 951 000 102",
+    ),
+    DemoPatientRecord(
+        "paciente3@demo.test",
+        "Ana",
+        "Flores",
+        "Mamani",
+        "female",
+        "2001-01-23",
+        "42345678-2",
+        "HC-000103",
+        "+51 951 000 103",
+    ),
+)
+
+# Consent texts (CON-1), Spanish and English, one per kind: (kind, validity in days or None, es, en), each
+# language a (title, text) pair. Plain demo wording, not legal advice.
+CONSENT_TEXTS: tuple[tuple[str, int | None, tuple[str, str], tuple[str, str]], ...] = (
+    (
+        "telemedicine",
+        365,
+        (
+            "Consentimiento informado para telemedicina",
+            "Acepto recibir atención de salud a distancia por video, audio o chat. Entiendo sus beneficios y "
+            "límites: el profesional puede indicarme una consulta presencial si lo considera necesario.",
+        ),
+        (
+            "Informed consent for telemedicine",
+            "I agree to receive health care remotely by video, audio or chat. I understand its benefits and "
+            "limits: the practitioner may ask me to attend in person when needed.",
+        ),
+    ),
+    (
+        "data_processing",
+        None,
+        (
+            "Tratamiento de datos personales (Ley 29733)",
+            "Autorizo el tratamiento de mis datos personales y de salud para mi atención, según la Ley 29733. "
+            "Puedo ejercer mis derechos de acceso, rectificación, cancelación y oposición.",
+        ),
+        (
+            "Processing of personal data (Law 29733)",
+            "I authorise the processing of my personal and health data for my care under Law 29733. I may "
+            "exercise my rights of access, rectification, cancellation and opposition.",
+        ),
+    ),
+    (
+        "recording_video",
+        None,
+        ("Grabación de video", "Acepto que la consulta se grabe en video y se guarde cifrada en mi historia."),
+        ("Video recording", "I agree that the visit is recorded on video and kept encrypted in my record."),
+    ),
+    (
+        "recording_audio",
+        None,
+        ("Grabación de audio", "Acepto que la consulta se grabe en audio y se guarde cifrada en mi historia."),
+        ("Audio recording", "I agree that the visit is recorded as audio and kept encrypted in my record."),
+    ),
+    (
+        "recording_images",
+        None,
+        ("Captura de imágenes", "Acepto que se tomen imágenes durante la consulta y se guarden en mi historia."),
+        ("Image capture", "I agree that images are taken during the visit and kept in my record."),
+    ),
+    (
+        "sharing",
+        None,
+        (
+            "Compartir con otros establecimientos",
+            "Acepto que mi historia se comparta con otros establecimientos que me atiendan y con el registro "
+            "nacional de historias clínicas electrónicas.",
+        ),
+        (
+            "Sharing with other establishments",
+            "I agree that my record is shared with other establishments that treat me and with the national "
+            "electronic health record registry.",
+        ),
+    ),
+)
+CONSENT_PUBLISHER = "admin@demo.test"
+
+
 def sign_in_lines() -> list[str]:
     """The demo sign-ins as printed by `seed_demo` and `serve` (the same text every time)."""
     lines = [f"Demo sign-ins (password for everyone: {DEMO_PASSWORD})"]

@@ -12,5 +12,7 @@ urlpatterns = [
     path("accounts/", include("accounts.urls")),
     # The auditor's pages live in frontend (audit is the lowest app and knows nothing of users or roles).
     path("audit/", include("frontend.auditor")),
+    path("records/", include("records.urls")),
+    path("mine/", include("frontend.patient_urls")),
     path("", include("frontend.urls")),
 ]

@@ -114,6 +114,17 @@ CHROMIUM_ARGS = [
 
 
 @pytest.fixture(autouse=True)
+def _default_language():
+    """Each test starts and ends in the default language: LocaleMiddleware activates a request's language in
+    the test's thread and never deactivates it, which would leak English into the next test."""
+    from django.utils import translation
+
+    translation.deactivate()
+    yield
+    translation.deactivate()
+
+
+@pytest.fixture(autouse=True)
 def _low_cost_password_hashing(settings):
     """Argon2 at its lowest cost for every test: the same algorithm and code path as production, without
     ~0.3 s per persona. Production cost parameters are checked in tests/accounts."""

@@ -16,6 +16,7 @@ from records.models.patients import (
     LegalHold,
     Patient,
     PatientIdentifier,
+    PatientRevision,
     PossibleDuplicate,
     Sex,
 )
@@ -38,6 +39,7 @@ __all__ = [
     "LegalHold",
     "Patient",
     "PatientIdentifier",
+    "PatientRevision",
     "PossibleDuplicate",
     "RightsKind",
     "RightsStatus",

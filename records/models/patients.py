@@ -177,3 +177,26 @@ class LegalHold(models.Model):
 
     def __str__(self) -> str:
         return f"legal hold #{self.pk} on patient #{self.patient_id}"
+
+
+class PatientRevision(models.Model):
+    """The values a demographic rectification replaced (SEC-4): kept, encrypted, never edited.
+
+    `previous_values` is a JSON object of field name → old value (dates as ISO text), encrypted as a
+    whole because it holds contact data and identifiers of the person.
+    """
+
+    patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="revisions")
+    changed_fields = models.JSONField(default=list)
+    previous_values = EncryptedTextField(purpose="records.patientrevision.previous_values")
+    changed_at = models.DateTimeField(default=timezone.now)
+    changed_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    rights_request = models.ForeignKey(
+        "records.DataRightsRequest", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-changed_at", "-pk"]
+
+    def __str__(self) -> str:
+        return f"revision #{self.pk} of patient #{self.patient_id}"

@@ -259,4 +259,5 @@ def test_detail_page_shows_no_clinical_links(client, personas, login_as):
     login_as(personas.admin)
     page = client.get(_detail(personas.practitioner)).content.decode()
     assert personas.practitioner.full_name in page
-    assert "/records/" not in page and "/charts/" not in page
+    # Admins manage consent texts and data-protection requests, but never open patients or charts.
+    assert "/records/patients/" not in page and "/chart/" not in page

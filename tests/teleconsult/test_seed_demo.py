@@ -10,6 +10,8 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from accounts.models import Establishment, PractitionerProfile, Role, StaffMembership, User
 from audit.models import AuditEvent
+from records.models import ConsentDocument, ConsentKind, Patient
+from records.selectors import patient_by_document
 from teleconsult import demo
 from tests.factories import current_totp_token
 
@@ -30,6 +32,8 @@ def _snapshot() -> dict[str, object]:
         "profiles": list(PractitionerProfile.objects.order_by("pk").values()),
         "devices": list(TOTPDevice.objects.order_by("pk").values("pk", "user_id", "key", "confirmed")),
         "audit_events": AuditEvent.objects.count(),
+        "patients": list(Patient.objects.order_by("pk").values("pk", "user_id", "search_name", "birth_date")),
+        "consent_documents": list(ConsentDocument.objects.order_by("pk").values("pk", "kind", "version", "language")),
     }
 
 
@@ -90,6 +94,22 @@ def test_running_twice_changes_nothing_and_prints_the_same_sign_ins():
         == first_output.splitlines()[-len(demo.sign_in_lines()) :]
     )
     assert "Created" not in second_output
+
+
+def test_demo_patients_have_records_and_the_clinic_has_consent_texts():
+    _seed()
+    home = Establishment.objects.get(renipress_code="00099901")
+    for item in demo.PATIENT_RECORDS:
+        patient = Patient.objects.get(user__email=item.email)
+        # Found by DNI through the blind index, as staff would search.
+        assert patient_by_document("dni", item.dni) == patient
+        assert patient.history_numbers.get(establishment=home).number == item.history_number
+    for kind in ConsentKind:
+        languages = set(ConsentDocument.objects.filter(kind=kind, version=1).values_list("language", flat=True))
+        assert languages == {"es-pe", "en"}, kind
+    registered = AuditEvent.objects.filter(action="records.patient.registered")
+    assert registered.count() == len(demo.PATIENT_RECORDS)
+    assert set(registered.values_list("actor_role", flat=True)) == {"system"}
 
 
 def test_refuses_to_run_in_production(settings):

@@ -34,6 +34,10 @@ class Command(BaseCommand):
             created += self._person(person, establishments)
         if created:
             self.stdout.write(f"Created {created} demo people.")
+        self._consent_documents()
+        records = sum(self._patient_record(item, establishments["home"]) for item in demo.PATIENT_RECORDS)
+        if records:
+            self.stdout.write(f"Created {records} demo patient records.")
         self.stdout.write("\n".join(demo.sign_in_lines()))
 
     def _establishment(self, item: demo.DemoEstablishment) -> Establishment:
@@ -61,6 +65,48 @@ class Command(BaseCommand):
         if person.totp_secret:
             self._authenticator(user, person)
         return created
+
+    def _consent_documents(self) -> None:
+        """Version 1 of every consent kind, in Spanish and English; kinds already published are left alone."""
+        from records.consent import consent_document_publish
+        from records.models import ConsentDocument, ConsentKind
+
+        publisher = User.objects.get(email__iexact=demo.CONSENT_PUBLISHER)
+        published = set(ConsentDocument.objects.values_list("kind", flat=True).distinct())
+        for kind, validity_days, spanish, english in demo.CONSENT_TEXTS:
+            if kind not in published:
+                consent_document_publish(
+                    kind=ConsentKind(kind),
+                    texts={"es-pe": spanish, "en": english},
+                    validity_days=validity_days,
+                    published_by=publisher,
+                )
+
+    def _patient_record(self, item: demo.DemoPatientRecord, home: Establishment) -> int:
+        """The records.Patient of a demo patient's sign-in, registered through the audited service."""
+        import datetime as dt
+
+        from records.models import Patient
+        from records.services import DocumentInput, patient_register
+
+        user = User.objects.get(email__iexact=item.email)
+        if Patient.objects.filter(user=user).exists():
+            return 0
+        patient_register(
+            registered_by=None,
+            establishment=home,
+            given_names=item.given_names,
+            paternal_surname=item.paternal_surname,
+            maternal_surname=item.maternal_surname,
+            sex=item.sex,
+            birth_date=dt.date.fromisoformat(item.birth_date),
+            documents=[DocumentInput("dni", item.dni)],
+            phone=item.phone,
+            email=item.email,
+            history_number=item.history_number,
+            user=user,
+        )
+        return 1
 
     @transaction.atomic
     def _authenticator(self, user: User, person: demo.DemoPerson) -> None:

@@ -1,0 +1,52 @@
+"""Routes of the staff pages of records, mounted at /records/. URLs carry ids only, never personal data."""
+
+from django.urls import path, register_converter
+
+from records.views import consents, patients, rights
+
+app_name = "records"
+
+
+class IdConverter:
+    """A database id: at most 18 digits, so an absurd number is a 404 rather than an out-of-range query."""
+
+    regex = "[0-9]{1,18}"
+
+    def to_python(self, value: str) -> int:
+        return int(value)
+
+    def to_url(self, value: int) -> str:
+        return str(value)
+
+
+register_converter(IdConverter, "id")
+
+urlpatterns = [
+    path("patients/new/", patients.patient_register, name="patient_register"),
+    path("patients/search/", patients.patient_search, name="patient_search"),
+    path("patients/<id:patient_id>/", patients.patient_profile, name="patient_profile"),
+    path("patients/<id:patient_id>/registered/", patients.patient_registered, name="patient_registered"),
+    path(
+        "patients/<id:patient_id>/duplicates/<id:flag_id>/",
+        patients.possible_duplicate_resolve,
+        name="possible_duplicate_resolve",
+    ),
+    path("patients/<id:patient_id>/consents/<slug:kind>/verbal/", patients.verbal_consent, name="verbal_consent"),
+    path("patients/<id:patient_id>/chart/", patients.patient_chart, name="patient_chart"),
+    path("patients/<id:patient_id>/emergency-access/", patients.emergency_access, name="emergency_access"),
+    path("patients/<id:patient_id>/legal-holds/", rights.legal_holds, name="legal_holds"),
+    path(
+        "patients/<id:patient_id>/legal-holds/<id:hold_id>/release/",
+        rights.legal_hold_release_view,
+        name="legal_hold_release",
+    ),
+    path("consent-documents/", consents.consent_documents, name="consent_documents"),
+    path("consent-documents/new/", consents.consent_document_new, name="consent_document_new"),
+    path("consent-documents/kind/<slug:kind>/", consents.consent_kind, name="consent_kind"),
+    path("consent-documents/<id:document_id>/", consents.consent_document, name="consent_document"),
+    path("rights/", rights.rights_queue_view, name="rights_queue"),
+    path("rights/<id:request_id>/", rights.rights_request_detail, name="rights_request"),
+    path("rights/<id:request_id>/extend/", rights.rights_request_extend_view, name="rights_request_extend"),
+    path("rights/<id:request_id>/resolve/", rights.rights_request_resolve_view, name="rights_request_resolve"),
+    path("rights/<id:request_id>/rectify/", rights.rights_request_rectify, name="rights_request_rectify"),
+]
