@@ -56,6 +56,7 @@ class AuditAction(StrEnum):
     DUPLICATE_RESOLVED = "records.duplicate.resolved"
     RIGHTS_QUEUE_VIEWED = "records.rights_queue.viewed"
     RIGHTS_REQUEST_VIEWED = "records.rights_request.viewed"
+    LEGAL_REPRESENTATIVE_ADDED = "records.legal_representative.added"
     # audit: the trail itself
     TRAIL_VIEWED = "audit.trail.viewed"
     TRAIL_EXPORTED = "audit.trail.exported"

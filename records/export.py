@@ -16,6 +16,7 @@ from records.models import (
     ClinicalHistoryNumber,
     ConsentDecision,
     DataRightsRequest,
+    LegalRepresentative,
     Patient,
     PatientIdentifier,
 )
@@ -49,6 +50,18 @@ def patient_bundle(patient: Patient) -> dict[str, Any]:
         "identifiers": [
             {"type": i.document_type, "country": i.issuing_country, "number": i.value}
             for i in PatientIdentifier.objects.filter(patient=patient).order_by("pk")
+        ],
+        "legal_representatives": [
+            {
+                "name": r.name,
+                "document_type": r.document_type,
+                "document_number": r.document_number,
+                "relationship": r.relationship,
+                "phone": r.phone,
+                "valid_from": _iso(r.valid_from),
+                "valid_until": _iso(r.valid_until),
+            }
+            for r in LegalRepresentative.objects.filter(patient=patient).order_by("pk")
         ],
         "clinical_history_numbers": [
             {"establishment": h.establishment.name, "renipress": h.establishment.renipress_code, "number": h.number}

@@ -16,7 +16,16 @@ from django.utils.translation import gettext_lazy as _
 
 from accounts.models import Establishment
 from records.identifiers import normalise_document
-from records.models import ConsentKind, Decision, DocumentType, DuplicateStatus, Insurance, RightsStatus, Sex
+from records.models import (
+    ConsentKind,
+    Decision,
+    DocumentType,
+    DuplicateStatus,
+    Insurance,
+    RepresentativeRelationship,
+    RightsStatus,
+    Sex,
+)
 from records.services import DocumentInput
 
 UNKNOWN_DOCUMENT_TYPE = _("Tipo de documento desconocido.")
@@ -207,6 +216,37 @@ class VerbalConsentForm(_Form):
         data = super().clean() or {}
         if data.get("representative_name") and not data.get("representative_relationship"):
             self.add_error("representative_relationship", _("Indique la relación del representante con el paciente."))
+        return data
+
+
+class LegalRepresentativeForm(_Form):
+    """Who may consent for a minor or a dependent adult (PAT-2); the document is checked like a patient's."""
+
+    name = _text(_("Nombre completo del representante"), 200, required=True, autocomplete="off")
+    relationship = forms.ChoiceField(
+        label=_("Relación con el paciente"),
+        choices=[("", _("Elija una opción")), *RepresentativeRelationship.choices],
+        error_messages={"invalid_choice": _("Elija la relación del representante con el paciente.")},
+    )
+    document_type = _document_type_field(required=True, label=_("Tipo de documento"))
+    document_number = _text(
+        _("Número de documento"), 20, required=True, autocomplete="off", spellcheck="false", autocapitalize="characters"
+    )
+    phone = _text(_("Teléfono"), 30, inputmode="tel", autocomplete="off")
+
+    def clean_name(self) -> str:
+        name = " ".join(self.cleaned_data["name"].split())
+        if len(name) < 3:
+            raise ValidationError(_("Escriba el nombre completo del representante."), code="name_required")
+        return name
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        if data.get("document_type") and data.get("document_number"):
+            try:
+                normalise_document(data["document_type"], data["document_number"])
+            except ValidationError as error:
+                self.add_error("document_number", error)
         return data
 
 

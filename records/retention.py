@@ -13,7 +13,7 @@ from django.utils import timezone
 from accounts.models import User
 from audit import services as audit
 from audit.actions import AuditAction, Purpose
-from records.models import LegalHold, Patient, PatientIdentifier, PatientRevision
+from records.models import LegalHold, LegalRepresentative, Patient, PatientIdentifier, PatientRevision
 
 ANONYMISED = "ANONIMIZADO"
 
@@ -107,6 +107,8 @@ def purge_expired(*, now: dt.datetime | None = None) -> list[int]:
         PatientIdentifier.objects.filter(patient=patient).delete()
         # Rectifications keep old names and contact data: they go with the identity they belonged to.
         PatientRevision.objects.filter(patient=patient).delete()
+        # Representatives' names, documents and phones are identity too.
+        LegalRepresentative.objects.filter(patient=patient).delete()
         for field in (
             "address",
             "phone",

@@ -8,7 +8,7 @@ import unicodedata
 from dataclasses import dataclass
 
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, models, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -21,10 +21,12 @@ from records.models import (
     DataRightsRequest,
     DuplicateStatus,
     Insurance,
+    LegalRepresentative,
     Patient,
     PatientIdentifier,
     PatientRevision,
     PossibleDuplicate,
+    RepresentativeRelationship,
 )
 
 
@@ -256,3 +258,64 @@ def patient_rectify(
         _flag_possible_duplicates(locked)
     patient.refresh_from_db()
     return revision
+
+
+@transaction.atomic
+def legal_representative_add(
+    *,
+    patient: Patient,
+    name: str,
+    document_type: str,
+    document_number: str,
+    relationship: str,
+    phone: str | None,
+    added_by: User,
+    valid_from: dt.date | None = None,
+    valid_until: dt.date | None = None,
+) -> LegalRepresentative:
+    """Name a person who may consent for a minor or a dependent adult (PAT-2). The document is validated like
+    a patient's (DNI check character included); audited with ids only, never the name or the number."""
+    name = " ".join((name or "").split())
+    if len(name) < 3:
+        raise ValidationError(_("Escriba el nombre completo del representante."), code="name_required")
+    if relationship not in RepresentativeRelationship.values:
+        raise ValidationError(_("Elija la relación del representante con el paciente."), code="relationship")
+    number, _country = normalise_document(document_type, document_number)
+    valid_from = valid_from or timezone.localdate()
+    if valid_until is not None and valid_until < valid_from:
+        raise ValidationError(
+            _("La fecha de fin no puede ser anterior a la fecha de inicio."), code="valid_until_before_from"
+        )
+    representative = LegalRepresentative(
+        patient=patient,
+        name=name,
+        document_type=document_type,
+        document_number=number,
+        relationship=relationship,
+        phone=(phone or "").strip() or None,
+        valid_from=valid_from,
+        valid_until=valid_until,
+        created_by=added_by,
+    )
+    representative.full_clean()
+    representative.save()
+    audit.record(
+        action=AuditAction.LEGAL_REPRESENTATIVE_ADDED,
+        actor_user_id=added_by.pk,
+        actor_role=added_by.role,
+        patient_id=patient.pk,
+        object_type="legal_representative",
+        object_id=representative.pk,
+        details={"document_type": document_type, "relationship": relationship},
+    )
+    return representative
+
+
+def legal_representatives_current(patient: Patient, today: dt.date | None = None) -> list[LegalRepresentative]:
+    """The representatives in force today, newest first."""
+    today = today or timezone.localdate()
+    return list(
+        LegalRepresentative.objects.filter(patient=patient, valid_from__lte=today)
+        .filter(models.Q(valid_until__isnull=True) | models.Q(valid_until__gte=today))
+        .order_by("-valid_from", "-pk")
+    )

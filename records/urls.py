@@ -31,6 +31,11 @@ urlpatterns = [
         patients.possible_duplicate_resolve,
         name="possible_duplicate_resolve",
     ),
+    path(
+        "patients/<id:patient_id>/representatives/",
+        patients.legal_representative_add,
+        name="legal_representative_add",
+    ),
     path("patients/<id:patient_id>/consents/<slug:kind>/verbal/", patients.verbal_consent, name="verbal_consent"),
     path("patients/<id:patient_id>/chart/", patients.patient_chart, name="patient_chart"),
     path("patients/<id:patient_id>/emergency-access/", patients.emergency_access, name="emergency_access"),

@@ -27,6 +27,7 @@ from records.consent import (
     current_document,
 )
 from records.models import ConsentDocument, ConsentKind, ConsentMethod, Decision, Patient
+from records.services import legal_representatives_current
 
 # The patient's words for each kind: a short name and one sentence on what it allows.
 KIND_WORDS = {
@@ -94,6 +95,20 @@ def _representative(form: ConsentForm | VisitConsentForm | RevokeForm) -> Repres
     )
 
 
+def _representative_initial(patient: Patient, minor: bool) -> dict[str, str]:
+    """For a minor, the patient's current legal representative (PAT-2) pre-fills the form; the person can change it."""
+    if not minor:
+        return {}
+    current = legal_representatives_current(patient)
+    if not current:
+        return {}
+    representative = current[0]
+    initial = {"representative_name": representative.name}
+    if representative.relationship in RELATIONSHIP_CODES:
+        initial["representative_relationship"] = representative.relationship
+    return initial
+
+
 def _shown_document(kind: str, version: int, language: str) -> ConsentDocument | None:
     return ConsentDocument.objects.filter(kind=kind, version=version, language=language).first()
 
@@ -156,7 +171,7 @@ def consent_capture(request: HttpRequest, patient: Patient, kind: str) -> HttpRe
     minor = is_minor(patient)
     initial = {"version": document.version, "shown_sha256": document.text_sha256}
     if request.method == "GET":
-        form = ConsentForm(initial=initial, minor=minor)
+        form = ConsentForm(initial={**initial, **_representative_initial(patient, minor)}, minor=minor)
         return render(
             request, "frontend/patient/consent_capture.html", _capture_context(request, consent_kind, document, form)
         )
@@ -228,7 +243,7 @@ def visit_consents(request: HttpRequest, patient: Patient) -> HttpResponse:
         return redirect(next_url)  # already given: straight on to where the patient was going
     context = {"telemedicine": tele, "data_processing": data_doc, "next": next_url or "", "states": states}
     if request.method == "GET":
-        form = VisitConsentForm(initial=initial, minor=minor)
+        form = VisitConsentForm(initial={**initial, **_representative_initial(patient, minor)}, minor=minor)
         return render(request, "frontend/patient/visit_consents.html", {**context, "form": form})
     form = VisitConsentForm(request.POST, minor=minor)
     status = 400
@@ -284,7 +299,7 @@ def consent_revoke(request: HttpRequest, patient: Patient, kind: str) -> HttpRes
     context = {"kind": consent_kind.value, "kind_name": name, "kind_summary": summary, "document": document}
     context["visit_kind"] = consent_kind in VISIT_KINDS
     if request.method == "GET":
-        form = RevokeForm(minor=minor)
+        form = RevokeForm(initial=_representative_initial(patient, minor), minor=minor)
         return render(request, "frontend/patient/consent_revoke.html", {**context, "form": form})
     form = RevokeForm(request.POST, minor=minor)
     if form.is_valid():

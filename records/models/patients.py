@@ -200,3 +200,46 @@ class PatientRevision(models.Model):
 
     def __str__(self) -> str:
         return f"revision #{self.pk} of patient #{self.patient_id}"
+
+
+class RepresentativeRelationship(models.TextChoices):
+    MOTHER = "mother", _("Madre")
+    FATHER = "father", _("Padre")
+    GUARDIAN = "guardian", _("Tutor(a) legal")
+    CURATOR = "curator", _("Curador(a) de una persona adulta dependiente")
+    OTHER = "other", _("Otro representante legal")
+
+
+class LegalRepresentative(models.Model):
+    """Who may consent for a minor or a dependent adult (PAT-2). Name, document and phone are encrypted."""
+
+    patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="legal_representatives")
+    name = EncryptedTextField(_("nombre completo"), purpose="records.legalrepresentative.name")
+    document_type = models.CharField(_("tipo de documento"), max_length=16, choices=DocumentType.choices)
+    document_number = EncryptedTextField(_("número de documento"), purpose="records.legalrepresentative.document")
+    relationship = models.CharField(_("relación"), max_length=16, choices=RepresentativeRelationship.choices)
+    phone = EncryptedTextField(_("teléfono"), purpose="records.legalrepresentative.phone", null=True, blank=True)
+    valid_from = models.DateField(_("vigente desde"), default=timezone.localdate)
+    valid_until = models.DateField(_("vigente hasta"), null=True, blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ["-valid_from", "-pk"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(document_type__in=DocumentType.values), name="records_representative_doc_type_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(relationship__in=RepresentativeRelationship.values),
+                name="records_representative_relationship_valid",
+            ),
+            models.CheckConstraint(
+                condition=Q(valid_until__isnull=True) | Q(valid_until__gte=models.F("valid_from")),
+                name="records_representative_valid_range",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        # Never the name: model reprs end up in logs and error reports.
+        return f"legal representative #{self.pk} of patient #{self.patient_id}"

@@ -27,6 +27,7 @@ from records.forms import (
     BreakGlassForm,
     DocumentSearchForm,
     DuplicateResolveForm,
+    LegalRepresentativeForm,
     NameSearchForm,
     PatientRegistrationForm,
     VerbalConsentForm,
@@ -37,6 +38,7 @@ from records.models import (
     ConsentMethod,
     Decision,
     DuplicateStatus,
+    LegalRepresentative,
     Patient,
     PossibleDuplicate,
 )
@@ -178,7 +180,9 @@ def patient_search(request: HttpRequest) -> HttpResponse:
     return render(request, "records/patient_search.html", context, status=status)
 
 
-def _profile_context(user: User, patient: Patient) -> dict[str, object]:
+def _profile_context(
+    user: User, patient: Patient, representative_form: LegalRepresentativeForm | None = None
+) -> dict[str, object]:
     profile = selectors.patient_profile(patient)
     states = consent_states(patient.pk, tuple(ConsentKind.values))
     consents = [
@@ -200,6 +204,13 @@ def _profile_context(user: User, patient: Patient) -> dict[str, object]:
         "consents": consents,
         "is_practitioner": user.role == Role.PRACTITIONER,
         "duplicate_form": DuplicateResolveForm(),
+        "representatives": list(
+            LegalRepresentative.objects.filter(patient=patient)
+            .select_related("created_by")
+            .order_by("-valid_from", "-pk")
+        ),
+        "representative_form": representative_form or LegalRepresentativeForm(),
+        "today": today,
     }
 
 
@@ -236,6 +247,35 @@ def possible_duplicate_resolve(request: HttpRequest, patient_id: int, flag_id: i
     else:
         messages.success(request, _("Anotado: son personas distintas."))
     return redirect("records:patient_profile", patient_id=patient.pk)
+
+
+@role_required(*STAFF)
+@require_POST
+def legal_representative_add(request: HttpRequest, patient_id: int) -> HttpResponse:
+    """Name a legal representative (PAT-2) from the profile page; errors re-render the profile with the form."""
+    user = _user(request)
+    patient = demographics_for(user, patient_id)
+    form = LegalRepresentativeForm(request.POST)
+    if form.is_valid():
+        data = form.cleaned_data
+        try:
+            services.legal_representative_add(
+                patient=patient,
+                name=data["name"],
+                document_type=data["document_type"],
+                document_number=data["document_number"],
+                relationship=data["relationship"],
+                phone=data["phone"],
+                added_by=user,
+            )
+        except ValidationError as error:
+            field = {"name_required": "name", "relationship": "relationship"}.get(str(error.code), "document_number")
+            form.add_error(field, error.messages[0])
+        else:
+            messages.success(request, _("Representante legal registrado."))
+            return redirect("records:patient_profile", patient_id=patient.pk)
+    context = _profile_context(user, patient, representative_form=form)
+    return render(request, "records/patient_profile.html", context)
 
 
 def _consent_kind(kind: str) -> ConsentKind:

@@ -71,3 +71,22 @@ def test_only_the_patient_may_export(personas, patient):
         with pytest.raises(AccessDenied):
             patient_export(user=user, patient_id=patient.pk, fmt="json")
     assert not AuditEvent.objects.filter(action="records.patient.exported").exists()
+
+
+@pytest.mark.django_db
+def test_export_includes_legal_representatives(personas, patient):
+    from records.models import RepresentativeRelationship
+    from records.services import legal_representative_add
+
+    legal_representative_add(
+        patient=patient,
+        name="Juana Núñez",
+        document_type=DocumentType.DNI,
+        document_number="20000001",
+        relationship=RepresentativeRelationship.MOTHER,
+        phone="",
+        added_by=personas.coordinator,
+    )
+    bundle = json.loads(patient_export(user=personas.patient, patient_id=patient.pk, fmt="json")[0])
+    [representative] = bundle["legal_representatives"]
+    assert representative["name"] == "Juana Núñez" and representative["document_number"] == "20000001"
