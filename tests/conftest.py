@@ -114,6 +114,16 @@ CHROMIUM_ARGS = [
 
 
 @pytest.fixture(autouse=True)
+def _fresh_keyring():
+    """Each test loads data keys from its own database: no unwrapped key cached from an earlier test."""
+    from teleconsult import crypto
+
+    crypto.reset_keyring()
+    yield
+    crypto.reset_keyring()
+
+
+@pytest.fixture(autouse=True)
 def _default_language():
     """Each test starts and ends in the default language: LocaleMiddleware activates a request's language in
     the test's thread and never deactivates it, which would leak English into the next test."""

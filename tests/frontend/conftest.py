@@ -10,7 +10,6 @@ from accounts.models import Role
 from records.consent import consent_document_publish
 from records.models import ConsentKind, DocumentType, Sex
 from records.services import DocumentInput, patient_register
-from teleconsult import crypto
 from tests.factories import UserFactory
 
 TEXTS = {
@@ -27,13 +26,6 @@ TEXTS = {
         ("Video recording", "I authorise recording the video of my visits."),
     ),
 }
-
-
-@pytest.fixture(autouse=True)
-def fresh_keyring():
-    crypto.reset_keyring()
-    yield
-    crypto.reset_keyring()
 
 
 def register(personas, *, given="Rosa", surname="Quispe", dni="10117410", birth=dt.date(1984, 3, 9), user=None):

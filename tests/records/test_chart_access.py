@@ -13,15 +13,7 @@ from records.access import break_glass, chart_for, demographics_for
 from records.care import care_relationship_end, care_relationship_start
 from records.models import CareSource, DocumentType, Sex
 from records.services import DocumentInput, patient_register
-from teleconsult import crypto
 from tests.factories import UserFactory
-
-
-@pytest.fixture(autouse=True)
-def fresh_keyring():
-    crypto.reset_keyring()
-    yield
-    crypto.reset_keyring()
 
 
 def verified(user):

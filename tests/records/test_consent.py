@@ -22,18 +22,10 @@ from records.consent import (
 from records.fhir import consent_resource
 from records.models import ConsentDecision, ConsentKind, ConsentMethod, Decision, DocumentType, Sex
 from records.services import DocumentInput, patient_register
-from teleconsult import crypto
 
 PNG_1PX = base64.b64decode(
     "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg=="
 )
-
-
-@pytest.fixture(autouse=True)
-def fresh_keyring():
-    crypto.reset_keyring()
-    yield
-    crypto.reset_keyring()
 
 
 @pytest.fixture

@@ -12,14 +12,6 @@ from audit.models import AuditEvent
 from records.models import DocumentType, Sex
 from records.rights import patient_export
 from records.services import DocumentInput, patient_register
-from teleconsult import crypto
-
-
-@pytest.fixture(autouse=True)
-def fresh_keyring():
-    crypto.reset_keyring()
-    yield
-    crypto.reset_keyring()
 
 
 @pytest.fixture

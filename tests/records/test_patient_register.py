@@ -9,14 +9,6 @@ from audit.models import AuditEvent
 from records.models import DocumentType, PatientIdentifier, PossibleDuplicate, Sex
 from records.selectors import patient_by_document, patients_by_name_prefix
 from records.services import DocumentInput, DuplicateIdentifier, patient_register
-from teleconsult import crypto
-
-
-@pytest.fixture(autouse=True)
-def fresh_keyring():
-    crypto.reset_keyring()
-    yield
-    crypto.reset_keyring()
 
 
 def register(

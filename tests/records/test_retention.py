@@ -14,14 +14,6 @@ from records.models import CareSource, DocumentType, Patient, PatientIdentifier,
 from records.retention import legal_hold_place, legal_hold_release, patient_block, purge_expired, retention_until
 from records.selectors import patient_by_document, patients_by_name_prefix
 from records.services import DocumentInput, patient_register
-from teleconsult import crypto
-
-
-@pytest.fixture(autouse=True)
-def fresh_keyring():
-    crypto.reset_keyring()
-    yield
-    crypto.reset_keyring()
 
 
 @pytest.fixture

@@ -17,16 +17,8 @@ from records.rights import (
     rights_request_resolve,
 )
 from records.services import DocumentInput, patient_register
-from teleconsult import crypto
 
 LIMA = ZoneInfo("America/Lima")
-
-
-@pytest.fixture(autouse=True)
-def fresh_keyring():
-    crypto.reset_keyring()
-    yield
-    crypto.reset_keyring()
 
 
 @pytest.fixture

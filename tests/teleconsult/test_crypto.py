@@ -12,13 +12,6 @@ from teleconsult import crypto
 from teleconsult.models import DataKey, DataKeyStatus
 
 
-@pytest.fixture(autouse=True)
-def fresh_keyring():
-    crypto.reset_keyring()
-    yield
-    crypto.reset_keyring()
-
-
 def make_patient(**overrides):
     values = {
         "given_names": "Rosa Elena",

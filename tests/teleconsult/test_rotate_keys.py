@@ -13,13 +13,6 @@ from teleconsult.models import DataKey, DataKeyStatus
 from tests.teleconsult.test_crypto import make_patient
 
 
-@pytest.fixture(autouse=True)
-def fresh_keyring():
-    crypto.reset_keyring()
-    yield
-    crypto.reset_keyring()
-
-
 def key_ids_in_use() -> set[int]:
     with connection.cursor() as cursor:
         cursor.execute("SELECT phone, email, address FROM records_patient")
