@@ -85,6 +85,9 @@ class User(AbstractBaseUser, PermissionsMixin):
     preferred_language = models.CharField(
         max_length=8, default="es-pe", choices=[("es-pe", "Español"), ("en", "English")]
     )
+    # The zone times are shown in when it differs from the establishment's (a specialist abroad, SCH-6);
+    # blank means the establishment's zone.
+    time_zone = models.CharField(_("zona horaria"), max_length=64, blank=True, validators=[validate_time_zone])
     date_joined = models.DateTimeField(default=timezone.now, editable=False)
 
     objects = UserManager()
