@@ -218,7 +218,8 @@ class Appointment(models.Model):
                 condition=Q(status__in=AppointmentStatus.values), name="scheduling_appointment_status_valid"
             ),
             models.CheckConstraint(
-                condition=~Q(status="held") | Q(hold_expires_at__isnull=False), name="scheduling_appointment_hold_expiry"
+                condition=~Q(status="held") | Q(hold_expires_at__isnull=False),
+                name="scheduling_appointment_hold_expiry",
             ),
         ]
         indexes = [
