@@ -95,6 +95,10 @@ INSTALLED_APPS = [
     "django_otp.plugins.otp_totp",
     "django_otp.plugins.otp_static",
     "channels",
+    "rest_framework",
+    "drf_spectacular",
+    "django_tasks",
+    "django_tasks_db",
     "teleconsult",
     "audit",
     "accounts",
@@ -387,3 +391,29 @@ LOGGING = {
 CLINICAL_RETENTION_YEARS = env_int("CLINICAL_RETENTION_YEARS", 20, minimum=20)
 
 TELECONSULT_VERSION = "0.1.0"
+
+# --- Scheduling (SCH-3, SCH-7) ---
+# How long a slot chosen by a patient is held while they confirm.
+APPOINTMENT_HOLD_MINUTES = env_int("APPOINTMENT_HOLD_MINUTES", 10, minimum=1)
+# A join link opens this many minutes before the start and closes this many minutes after the end.
+JOIN_LINK_OPENS_MINUTES_BEFORE = env_int("JOIN_LINK_OPENS_MINUTES_BEFORE", 30, minimum=0)
+JOIN_LINK_GRACE_MINUTES_AFTER = env_int("JOIN_LINK_GRACE_MINUTES_AFTER", 30, minimum=0)
+# Earliest a slot may be booked, counted from now.
+BOOKING_MIN_NOTICE_MINUTES = env_int("BOOKING_MIN_NOTICE_MINUTES", 0, minimum=0)
+
+# --- Background tasks (notifications, SCH-8): django-tasks with its database backend (docs/decisions.md) ---
+TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
+
+# --- REST API (INT-2): Django REST framework, described by drf-spectacular ---
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.SessionAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Teleconsult API",
+    "DESCRIPTION": "Slots and appointments for the platform's own clients (INT-2).",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+}
