@@ -135,5 +135,5 @@ def test_in_app_browser_sees_how_to_open_the_phone_browser(in_app_phone, persona
     assert not page.get_by_text("elija «Abrir en Safari»").is_visible()
     assert_accessible(page, context="in-app browser help")
     page.get_by_role("button", name="Copiar enlace").click()
-    assert page.get_by_text("Enlace copiado.").is_visible()
+    page.get_by_text("Enlace copiado.").wait_for()
     assert page.evaluate("navigator.clipboard.readText()").endswith(f"/j/{token}")
