@@ -105,6 +105,8 @@ def my_appointments(request: HttpRequest, patient: Patient) -> HttpResponse:
     appointments = appointments_of_patient(patient)
     upcoming, past = [], []
     for appointment in appointments:
+        if appointment.status == AppointmentStatus.HELD and appointment.hold_expires_at <= now:  # type: ignore[operator]
+            continue  # a lapsed hold the worker has not expired yet: nothing was booked
         practitioner = next(
             (p.user for p in appointment.participants.all() if p.role == ParticipantRole.PRACTITIONER and p.user),
             None,

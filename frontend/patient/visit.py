@@ -178,12 +178,13 @@ def _viewer(request: HttpRequest, public_id: UUID) -> Viewer:
     return Viewer(link.participant, not binding.verified, link)
 
 
-def _audit_view(viewer: Viewer) -> None:
+def _audit_view(request: HttpRequest, viewer: Viewer) -> None:
     appointment = viewer.participant.appointment
+    signed_in = viewer.link is None
     audit.record(
         action=AuditAction.APPOINTMENT_VIEWED,
-        actor_user_id=viewer.participant.user_id if viewer.link is None else None,
-        actor_role=viewer.participant.role if viewer.link is None else "link",
+        actor_user_id=request.user.pk if signed_in else None,
+        actor_role=getattr(request.user, "role", "") if signed_in else "link",
         patient_id=appointment.patient_id,
         object_type="appointment",
         object_id=appointment.pk,
@@ -326,7 +327,7 @@ def visit(request: HttpRequest, public_id: UUID) -> HttpResponse:
             # Staff links only lead to the sign-in page; the session keeps where to go back to.
             return redirect_to_login(reverse("frontend:visit", args=[public_id]))
         return _verify_page(request, viewer, VerifyForm())
-    _audit_view(viewer)
+    _audit_view(request, viewer)
     return render(request, "frontend/visit/lobby.html", _lobby_context(request, viewer))
 
 
@@ -451,7 +452,7 @@ def waiting(request: HttpRequest, public_id: UUID) -> HttpResponse:
         return redirect("frontend:visit", public_id=public_id)
     if context["not_open_yet"] or context["closed"]:
         return redirect("frontend:visit", public_id=public_id)
-    _audit_view(viewer)
+    _audit_view(request, viewer)
     return render(request, "frontend/visit/waiting.html", context)
 
 

@@ -264,3 +264,20 @@ def test_recover_page_answers_alike(client, appointment):
     assert JoinLink.objects.count() == 2
     bad = client.post("/j/recover/", {"document_type": "dni", "number": "12", "birth_date": "1984-03-09"})
     assert bad.status_code == 400 and "DNI" in bad.text
+
+
+def test_visit_participant_from_session(client, appointment, rf):
+    from frontend.patient.visit import visit_participant_from_session
+
+    def current():
+        request = rf.get("/")
+        request.session = client.session
+        return visit_participant_from_session(request)
+
+    assert current() is None
+    opened(client, appointment)
+    assert current() is None  # bound, not verified yet
+    client.post(visit_url(appointment, "verify/"), {"birth_date": "1984-03-09", "document_last_digits": "7410"})
+    assert current() == appointment.participants.get(role=ParticipantRole.PATIENT)
+    issue(appointment)  # the link was replaced: the session no longer speaks for anyone
+    assert current() is None
