@@ -226,3 +226,9 @@ def test_anonymous_goes_to_sign_in(client, clinic):  # noqa: F811
     for url in ("/mine/appointments/", "/mine/appointments/book/", "/mine/appointments/book/slots/"):
         response = client.get(url)
         assert response.status_code == 302 and "/accounts/login/" in response["Location"]
+
+
+def test_pages_in_english(signed_in, personas, clinic):  # noqa: F811
+    booked(personas, clinic, local(clinic.tomorrow, "09:00"))
+    page = signed_in.get("/mine/appointments/", HTTP_ACCEPT_LANGUAGE="en")
+    assert "My appointments" in page.text and "Book an appointment" in page.text and "(America/Lima time)" in page.text

@@ -281,3 +281,11 @@ def test_visit_participant_from_session(client, appointment, rf):
     assert current() == appointment.participants.get(role=ParticipantRole.PATIENT)
     issue(appointment)  # the link was replaced: the session no longer speaks for anyone
     assert current() is None
+
+
+def test_pages_in_english(client, appointment, documents):
+    client.get("/j/" + "A" * 43)
+    assert "Link not found" in client.get("/j/", HTTP_ACCEPT_LANGUAGE="en").text
+    opened(client, appointment)
+    page = client.get(visit_url(appointment), HTTP_ACCEPT_LANGUAGE="en", HTTP_USER_AGENT=WHATSAPP_ANDROID)
+    assert "Confirm it is you" in page.text and "Open in Chrome" in page.text
