@@ -45,21 +45,16 @@ def _field_errors(detail: Any) -> dict[str, list[dict[str, str]]]:
     return flat
 
 
+def _details(errors: list[DjangoValidationError]) -> list[exceptions.ErrorDetail]:
+    return [exceptions.ErrorDetail(str(m), code=e.code or "invalid") for e in errors for m in e.messages]
+
+
 def _from_django_validation(exc: DjangoValidationError) -> exceptions.APIException:
     if isinstance(exc, SlotTaken):
         return Conflict(detail=exc.messages[0], code=exc.code)
     if hasattr(exc, "error_dict"):
-        detail = {
-            field: [exceptions.ErrorDetail(str(message), code=error.code or "invalid") for error in errors for message in error.messages]
-            for field, errors in exc.error_dict.items()
-        }
-        return exceptions.ValidationError(detail=detail)
-    errors = list(exc.error_list)
-    code = errors[0].code if errors and errors[0].code else "invalid"
-    return exceptions.ValidationError(
-        detail={"non_field_errors": [exceptions.ErrorDetail(m, code=e.code or code) for e in errors for m in e.messages]},
-        code=code,
-    )
+        return exceptions.ValidationError({field: _details(errors) for field, errors in exc.error_dict.items()})
+    return exceptions.ValidationError({"non_field_errors": _details(exc.error_list)})
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:

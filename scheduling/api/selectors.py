@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from django.db.models import Exists, OuterRef, Prefetch, Q, QuerySet
+from django.db.models import Exists, OuterRef, Prefetch, QuerySet
 
 from accounts.models import Role, StaffMembership, User
 from scheduling import access
@@ -31,30 +31,6 @@ def practitioners_visible_to(user: User) -> QuerySet[User]:
     return practitioners.filter(Exists(colleagues))
 
 
-def appointments_visible_to(user: User) -> QuerySet[Appointment]:
-    """The appointments a user may list, as scheduling.access.appointment_for would let them open one:
-    a patient their own, a practitioner those they take part in, a coordinator or admin those of their
-    establishments (the appointment's or a participant's). Auditors and anyone else: none."""
-    appointments = Appointment.objects.all()
-    if user.role == Role.PATIENT:
-        appointments = appointments.filter(patient__user=user)
-    elif user.role == Role.PRACTITIONER:
-        appointments = appointments.filter(
-            Exists(AppointmentParticipant.objects.filter(appointment=OuterRef("pk"), user=user))
-        )
-    elif user.role in (Role.COORDINATOR, Role.CLINIC_ADMIN):
-        establishments = access.establishments_for(user)
-        appointments = appointments.filter(
-            Q(establishment__in=establishments)
-            | Exists(
-                AppointmentParticipant.objects.filter(appointment=OuterRef("pk"), establishment__in=establishments)
-            )
-        )
-    else:
-        return appointments.none()
-    return with_details(appointments)
-
-
 def with_details(appointments: QuerySet[Appointment]) -> QuerySet[Appointment]:
     """Everything AppointmentSerializer shows, in a fixed number of queries whatever the number of rows."""
     participants = AppointmentParticipant.objects.select_related("user").order_by("pk")
@@ -66,7 +42,8 @@ def with_details(appointments: QuerySet[Appointment]) -> QuerySet[Appointment]:
 def appointments_between(
     user: User, *, start: dt.datetime, end: dt.datetime, practitioner_id: int | None = None, limit: int
 ) -> list[Appointment]:
-    appointments = appointments_visible_to(user).filter(start__lt=end, end__gt=start)
+    # The same filter the single-appointment gate (scheduling.access.appointment_for) applies.
+    appointments = with_details(access.appointments_visible_to(user)).filter(start__lt=end, end__gt=start)
     if practitioner_id is not None:
         appointments = appointments.filter(
             Exists(AppointmentParticipant.objects.filter(appointment=OuterRef("pk"), user_id=practitioner_id))

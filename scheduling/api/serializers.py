@@ -14,6 +14,7 @@ from rest_framework import serializers
 
 from accounts.models import Establishment, User
 from scheduling.models import Appointment, AppointmentParticipant, CancelReason, VisitType
+from scheduling.services import MAX_NOTE_LENGTH
 
 # Bounds that keep one request cheap: a slot search walks every rule in its range.
 SLOT_SEARCH_DEFAULT_DAYS = 14
@@ -22,7 +23,6 @@ SLOT_LIMIT_MAX = 100
 LIST_DEFAULT_DAYS = 31
 LIST_MAX_DAYS = 93
 LIST_LIMIT_MAX = 500
-CANCEL_NOTE_MAX = 1000
 
 # Python keywords cannot be attribute names: these query parameters are declared as `from_` and renamed.
 _RENAMED = {"from_": "from"}
@@ -34,8 +34,10 @@ class _RangeQuery(serializers.Serializer):
     default_days = SLOT_SEARCH_DEFAULT_DAYS
     max_days = SLOT_SEARCH_MAX_DAYS
 
-    from_ = serializers.DateTimeField(required=False, help_text=_("Inicio del periodo (ISO 8601)."))
-    to = serializers.DateTimeField(required=False, help_text=_("Fin del periodo (ISO 8601)."))
+    from_ = serializers.DateTimeField(
+        required=False, help_text="Start of the period (ISO 8601; a bare date is its midnight UTC)."
+    )
+    to = serializers.DateTimeField(required=False, help_text="End of the period (ISO 8601).")
 
     def get_fields(self) -> dict[str, serializers.Field]:
         fields = super().get_fields()
@@ -109,7 +111,7 @@ class AppointmentCreateSerializer(serializers.Serializer):
         required=False,
         min_value=1,
         max_value=2**31 - 1,
-        help_text=_("Paciente para quien se reserva (solo coordinación; un paciente reserva para sí mismo)."),
+        help_text="Patient id to book for (coordinators and admins; a patient always books for themself).",
     )
 
     def __init__(
@@ -129,7 +131,7 @@ class AppointmentCreateSerializer(serializers.Serializer):
 
 class CancelSerializer(serializers.Serializer):
     reason = serializers.ChoiceField(choices=CancelReason.choices)
-    note = serializers.CharField(required=False, allow_blank=True, default="", max_length=CANCEL_NOTE_MAX)
+    note = serializers.CharField(required=False, allow_blank=True, default="", max_length=MAX_NOTE_LENGTH)
 
 
 class RescheduleSerializer(serializers.Serializer):
@@ -209,11 +211,17 @@ class PatientBriefSerializer(serializers.Serializer):
         return " ".join(p for p in (patient.given_names, patient.paternal_surname, patient.maternal_surname) if p)
 
 
+class CancellationSerializer(serializers.Serializer):
+    reason = serializers.ChoiceField(choices=CancelReason.choices)
+    at = serializers.DateTimeField()
+
+
 class AppointmentSerializer(serializers.ModelSerializer):
     establishment = EstablishmentSerializer()
     visit_type = VisitTypeBriefSerializer()
     patient = PatientBriefSerializer()
     participants = serializers.SerializerMethodField()
+    cancellation = serializers.SerializerMethodField()
     rescheduled_from = serializers.SerializerMethodField()
 
     class Meta:
@@ -231,8 +239,7 @@ class AppointmentSerializer(serializers.ModelSerializer):
             "patient",
             "participants",
             "confirmed_at",
-            "cancelled_at",
-            "cancel_reason",
+            "cancellation",
             "rescheduled_from",
             "sequence",
         ]
@@ -242,6 +249,13 @@ class AppointmentSerializer(serializers.ModelSerializer):
         # Active participants only: a reschedule or cancellation leaves inactive rows behind.
         rows = [p for p in appointment.participants.all() if p.active or not appointment.is_active]
         return ParticipantSerializer(rows, many=True).data  # type: ignore[return-value]
+
+    @extend_schema_field(CancellationSerializer(allow_null=True))
+    def get_cancellation(self, appointment: Appointment) -> dict[str, Any] | None:
+        # The note is not shown: free text that may mention health, kept encrypted for the staff pages.
+        if appointment.cancelled_at is None:
+            return None
+        return {"reason": appointment.cancel_reason, "at": appointment.cancelled_at}
 
     @extend_schema_field(OpenApiTypes.UUID)
     def get_rescheduled_from(self, appointment: Appointment) -> str | None:
