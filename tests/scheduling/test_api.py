@@ -22,6 +22,7 @@ pytestmark = pytest.mark.django_db
 ROLES = ["patient", "other_patient", "practitioner", "coordinator", "admin", "auditor", "outsider"]
 
 
+# Replaces the folder's `clinic` fixture: the API needs two establishments' catalogues and patients who sign in.
 @pytest.fixture
 def clinic(personas):
     return make_clinic(personas)

@@ -17,6 +17,7 @@ pytestmark = pytest.mark.django_db
 HUGE = 10**30
 
 
+# Replaces the folder's `clinic` fixture: the API needs two establishments' catalogues and patients who sign in.
 @pytest.fixture
 def clinic(personas):
     return make_clinic(personas)
