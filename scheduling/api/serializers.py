@@ -99,8 +99,8 @@ class AppointmentListQuerySerializer(_RangeQuery):
     limit = serializers.IntegerField(required=False, default=100, min_value=1, max_value=LIST_LIMIT_MAX)
 
     def default_start(self) -> dt.datetime:
-        # From the start of today (UTC) so that this morning's appointments are still listed in the afternoon.
-        return timezone.now().replace(hour=0, minute=0, second=0, microsecond=0)
+        # From a day ago: today's earlier appointments stay listed whatever the caller's time zone.
+        return timezone.now() - dt.timedelta(days=1)
 
 
 class AppointmentCreateSerializer(serializers.Serializer):

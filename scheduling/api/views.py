@@ -107,18 +107,24 @@ class SlotList(APIView):
         practitioner = params.get("practitioner")
         if user.role == Role.PRACTITIONER:
             practitioner = user  # a practitioner looks for their own free times only
-        found = slots.find_slots(
-            visit_type=params.get("visit_type"),
-            specialty=params.get("specialty"),
-            practitioner=practitioner,
-            start=params["from"],
-            end=params["to"],
-            limit=params["limit"],
-        )
-        if user.role != Role.PATIENT:
-            # Staff book at their own establishments only.
-            allowed = set(access.establishments_for(user).values_list("pk", flat=True))
-            found = [slot for slot in found if slot.establishment_id in allowed]
+        visit_type = params.get("visit_type")
+        criteria = {
+            "visit_type": visit_type,
+            "specialty": params.get("specialty"),
+            "practitioner": practitioner,
+            "start": params["from"],
+            "end": params["to"],
+            "limit": params["limit"],
+        }
+        if user.role == Role.PATIENT:
+            found = slots.find_slots(**criteria)
+        else:
+            # Staff book at their own establishments only: searched one by one (a handful at most), merged.
+            places = [visit_type.establishment] if visit_type else list(access.establishments_for(user))
+            found = sorted(
+                (slot for place in places for slot in slots.find_slots(establishment=place, **criteria)),
+                key=lambda slot: (slot.start, slot.practitioner_id, slot.visit_type_id),
+            )[: params["limit"]]
         names = dict(User.objects.filter(pk__in={s.practitioner_id for s in found}).values_list("pk", "full_name"))
         return Response(SlotSerializer(found, many=True, context={"practitioner_names": names}).data)
 

@@ -67,8 +67,10 @@ class Clinic:
     general: VisitType  # at the home establishment
     cardiology: VisitType  # at the outsider's establishment
 
-    def free_slots(self, *, visit_type: VisitType | None = None, count: int = 3) -> list[slots.Slot]:
-        start = timezone.now() + dt.timedelta(days=1)
+    def free_slots(
+        self, *, visit_type: VisitType | None = None, count: int = 3, start: dt.datetime | None = None
+    ) -> list[slots.Slot]:
+        start = start or timezone.now() + dt.timedelta(days=1)
         found = slots.find_slots(
             visit_type=visit_type or self.general, start=start, end=start + dt.timedelta(days=7), limit=count
         )

@@ -168,8 +168,8 @@ def test_specialties_by_role(clinic, as_role, role, expected):
 
 @pytest.mark.parametrize("role", ["patient", "coordinator", "admin", "practitioner"])
 def test_slots_earliest_first(clinic, as_role, role):
-    expected = clinic.free_slots(count=5)
     start = timezone.now() + dt.timedelta(days=1)
+    expected = clinic.free_slots(count=5, start=start)
     response = as_role(role).get(
         f"{API}/slots", {"specialty": "Medicina general", "from": iso(start), "to": iso(start + dt.timedelta(days=7))}
     )
@@ -204,6 +204,19 @@ def test_slots_outsider_sees_none_of_the_home_establishment(clinic, as_role):
     assert by_specialty.json() == []
     own = client.get(f"{API}/slots", {"specialty": "Cardiología", "limit": 2}).json()
     assert [s["practitioner"] for s in own] == [clinic.personas.outsider.pk] * 2
+
+
+def test_coordinator_of_two_establishments_searches_both(clinic, as_role, personas):
+    from tests.factories import StaffMembershipFactory
+
+    client = as_role("coordinator")
+    assert client.get(f"{API}/slots", {"specialty": "Cardiología"}).json() == []
+    StaffMembershipFactory(user=personas.coordinator, establishment=personas.other_establishment)
+    start = timezone.now() + dt.timedelta(days=1)
+    both = client.get(f"{API}/slots", {"practitioner": personas.outsider.pk, "from": iso(start), "limit": 3}).json()
+    assert [s["practitioner"] for s in both] == [personas.outsider.pk] * 3
+    merged = client.get(f"{API}/slots", {"specialty": "Cardiología", "from": iso(start), "limit": 2}).json()
+    assert [s["start"] for s in merged] == [s["start"] for s in both[:2]]
 
 
 def test_practitioner_searches_only_their_own_slots(clinic, as_role):
