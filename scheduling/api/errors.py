@@ -78,7 +78,8 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     if isinstance(exc, exceptions.ValidationError):
         errors = _field_errors(exc.detail)
         first = next(iter(errors.values()))[0] if errors else {"code": "invalid", "message": ""}
-        # The first error's code tells a client what to fix when there is a single one (the common case).
+        # A refusal of the request as a whole (a service's) puts its own code on top; field errors read
+        # "invalid" on top, with each field's own codes under `errors`.
         only_general = set(errors) == {"non_field_errors"}
         body = {
             "code": first["code"] if only_general else "invalid",

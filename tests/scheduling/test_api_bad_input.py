@@ -136,6 +136,32 @@ def test_a_start_between_slots_is_outside_availability_or_taken_never_saved(clin
     assert not Appointment.objects.exists()
 
 
+def test_patient_user_without_a_patient_record_cannot_book(clinic, login_as):
+    from accounts.models import Role
+    from tests.factories import UserFactory
+
+    client = login_as(UserFactory(email="sin.historia@example.test", role=Role.PATIENT))
+    body = _create_body(clinic)
+    del body["patient"]
+    response = post(client, f"{API}/appointments", body)
+    assert _error(response)["errors"]["patient"][0]["code"] == "does_not_exist"
+    assert not Appointment.objects.exists()
+
+
+def test_slot_taken_is_translated(clinic, patient_client):
+    slot = clinic.free_slots(count=1)[0]
+    book(clinic, slot=slot, patient=clinic.other)
+    body = _create_body(clinic, start=iso(slot.start))
+    del body["patient"]
+    response = patient_client.post(
+        f"{API}/appointments", data=json.dumps(body), content_type="application/json", headers={"accept-language": "en"}
+    )
+    assert _error(response, 409) == {
+        "code": "slot_taken",
+        "detail": "That time has just been taken. Please choose another.",
+    }
+
+
 def test_malformed_json_is_400_parse_error(coordinator_client):
     response = coordinator_client.post(f"{API}/appointments", data="{not json", content_type="application/json")
     assert _error(response)["code"] == "parse_error"
