@@ -8,7 +8,6 @@ from typing import Any
 from django.db.models import QuerySet
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
@@ -257,7 +256,7 @@ class AppointmentSerializer(serializers.ModelSerializer):
             return None
         return {"reason": appointment.cancel_reason, "at": appointment.cancelled_at}
 
-    @extend_schema_field(OpenApiTypes.UUID)
+    @extend_schema_field(serializers.UUIDField(allow_null=True))
     def get_rescheduled_from(self, appointment: Appointment) -> str | None:
         previous = appointment.rescheduled_from
         return str(previous.public_id) if previous is not None else None
