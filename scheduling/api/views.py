@@ -40,6 +40,8 @@ BOOKING_ROLES = (Role.PATIENT, Role.COORDINATOR, Role.CLINIC_ADMIN)
 CATALOGUE_ROLES = (Role.PATIENT, Role.PRACTITIONER, Role.COORDINATOR, Role.CLINIC_ADMIN)
 CALENDAR_ROLES = CATALOGUE_ROLES
 NO_SHOW_ROLES = (Role.PRACTITIONER, Role.COORDINATOR, Role.CLINIC_ADMIN)
+# Why a list of appointments was read, for the audit trail (as scheduling.access records single reads).
+LIST_PURPOSE = {Role.PATIENT: Purpose.PATIENT_REQUEST, Role.PRACTITIONER: Purpose.TREATMENT}
 
 
 def _roles(*roles: Role) -> type[BasePermission]:
@@ -187,7 +189,7 @@ class AppointmentList(APIView):
         own = user.role == Role.PATIENT
         audit.record(
             action=AuditAction.CALENDAR_VIEWED,
-            purpose=Purpose.PATIENT_REQUEST if own else Purpose.OPERATIONS,
+            purpose=LIST_PURPOSE.get(user.role, Purpose.OPERATIONS),
             actor_user_id=user.pk,
             actor_role=user.role,
             patient_id=found[0].patient_id if own and found else None,
