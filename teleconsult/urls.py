@@ -13,6 +13,7 @@ urlpatterns = [
     # The auditor's pages live in frontend (audit is the lowest app and knows nothing of users or roles).
     path("audit/", include("frontend.auditor")),
     path("records/", include("records.urls")),
+    path("scheduling/", include("scheduling.urls")),
     path("mine/", include("frontend.patient_urls")),
     path("", include("frontend.urls")),
 ]
