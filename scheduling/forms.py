@@ -118,6 +118,10 @@ def zone_or_error(name: str) -> zoneinfo.ZoneInfo:
         raise ValidationError(UNKNOWN_ZONE, code="unknown_time_zone") from None
 
 
+def _visit_type_label(visit_type: VisitType) -> str:
+    return f"{visit_type.name} · {visit_type.specialty} ({visit_type.duration_minutes} min)"
+
+
 def _choice_error(message: Any) -> dict[str, Any]:
     return {"invalid_choice": message, "required": message}
 
@@ -130,6 +134,7 @@ class CalendarForm(_Form):
     establishment = forms.ModelChoiceField(
         label=_("Establecimiento"),
         queryset=Establishment.objects.none(),
+        required=False,
         empty_label=None,
         error_messages=_choice_error(_("Elija uno de sus establecimientos.")),
     )
@@ -143,7 +148,9 @@ class CalendarForm(_Form):
     view = forms.ChoiceField(label=_("Vista"), choices=VIEWS, required=False)
     date = DateField(label=_("Fecha"), required=False)
 
-    def __init__(self, *args: Any, establishments: QuerySet[Establishment], practitioners: QuerySet[User], **kwargs: Any):
+    def __init__(
+        self, *args: Any, establishments: QuerySet[Establishment], practitioners: QuerySet[User], **kwargs: Any
+    ):
         super().__init__(*args, **kwargs)
         self.fields["establishment"].queryset = establishments
         self.fields["practitioner"].queryset = practitioners
@@ -158,6 +165,7 @@ class EstablishmentChoiceForm(_Form):
     establishment = forms.ModelChoiceField(
         label=_("Establecimiento"),
         queryset=Establishment.objects.none(),
+        required=False,
         empty_label=None,
         error_messages=_choice_error(_("Elija uno de sus establecimientos.")),
     )
@@ -207,7 +215,9 @@ class SlotSearchForm(_RangeMixin, _Form):
     def __init__(self, *args: Any, visit_types: QuerySet[VisitType], practitioners: QuerySet[User], **kwargs: Any):
         super().__init__(*args, **kwargs)
         self.fields["visit_type"].queryset = visit_types
-        self.fields["visit_type"].label_from_instance = lambda vt: f"{vt.name} · {vt.specialty} ({vt.duration_minutes} min)"
+        self.fields["visit_type"].label_from_instance = lambda vt: (
+            f"{vt.name} · {vt.specialty} ({vt.duration_minutes} min)"
+        )
         self.fields["practitioner"].queryset = practitioners
         self.fields["practitioner"].empty_label = _("Cualquier profesional de la especialidad")
 
@@ -261,7 +271,9 @@ class InterconsultationSearchForm(_RangeMixin, _Form):
     ):
         super().__init__(*args, **kwargs)
         self.fields["visit_type"].queryset = visit_types
-        self.fields["visit_type"].label_from_instance = lambda vt: f"{vt.name} · {vt.specialty} ({vt.duration_minutes} min)"
+        self.fields["visit_type"].label_from_instance = lambda vt: (
+            f"{vt.name} · {vt.specialty} ({vt.duration_minutes} min)"
+        )
         self.fields["requesting_establishment"].queryset = own_establishments
         self.fields["consulted_establishment"].queryset = all_establishments
         self.fields["requesting"].queryset = practitioners

@@ -6,16 +6,15 @@ import datetime as dt
 import zoneinfo
 from collections.abc import Iterable
 
-from django.conf import settings
 from django.db.models import QuerySet
 from django.http import HttpRequest
-from django.utils import timezone
 
 from accounts.models import Establishment, Role, User
 from audit import services as audit
 from audit.actions import AuditAction, Purpose
+from scheduling import selectors
 from scheduling.access import establishments_for
-from scheduling.models import ACTIVE_STATUSES, Appointment, JoinLink, ParticipantRole
+from scheduling.models import Appointment
 
 BOOKERS = (Role.COORDINATOR, Role.CLINIC_ADMIN)
 DEFAULT_ZONE = "America/Lima"
@@ -41,17 +40,16 @@ def viewer_zone(user: User, establishment_zone: str) -> zoneinfo.ZoneInfo | None
 
 
 def with_local_times(appointments: Iterable[Appointment], viewer: User) -> list[Appointment]:
-    """Attach the times to show: `local_start/local_end` in the establishment's zone and, when the viewer's
-    zone differs, `viewer_start/viewer_end` and its name."""
+    """Attach the times to show (SCH-6): `local_start/local_end` in the establishment's zone and, when the
+    viewer's own zone differs, `viewer_start/viewer_end` and its name."""
     result = []
     for appointment in appointments:
-        place = zone(appointment.establishment.time_zone)
-        appointment.local_start = appointment.start.astimezone(place)  # type: ignore[attr-defined]
-        appointment.local_end = appointment.end.astimezone(place)  # type: ignore[attr-defined]
-        own = viewer_zone(viewer, appointment.establishment.time_zone)
-        appointment.viewer_zone = str(own) if own else ""  # type: ignore[attr-defined]
-        appointment.viewer_start = appointment.start.astimezone(own) if own else None  # type: ignore[attr-defined]
-        appointment.viewer_end = appointment.end.astimezone(own) if own else None  # type: ignore[attr-defined]
+        times = selectors.local_times(appointment, viewer)
+        appointment.local_start = times.start  # type: ignore[attr-defined]
+        appointment.local_end = times.end  # type: ignore[attr-defined]
+        appointment.viewer_start = times.viewer_start  # type: ignore[attr-defined]
+        appointment.viewer_end = times.viewer_end  # type: ignore[attr-defined]
+        appointment.viewer_zone = times.viewer_zone or ""  # type: ignore[attr-defined]
         result.append(appointment)
     return result
 
@@ -87,23 +85,6 @@ def record_calendar_read(
             "patients": patients[:200],
         },
     )
-
-
-def waiting_appointment_ids(appointments: Iterable[Appointment], *, now: dt.datetime | None = None) -> set[int]:
-    """Appointments whose patient has opened their join link in its window (they are in the lobby). One query."""
-    now = now or timezone.now()
-    active = [a for a in appointments if a.status in ACTIVE_STATUSES]
-    if not active:
-        return set()
-    before = dt.timedelta(minutes=settings.JOIN_LINK_OPENS_MINUTES_BEFORE)
-    earliest = min(a.start for a in active) - before
-    used = JoinLink.objects.filter(
-        participant__appointment__in=[a.pk for a in active],
-        participant__role=ParticipantRole.PATIENT,
-        last_used_at__gte=earliest,
-    ).values_list("participant__appointment_id", "last_used_at")
-    starts = {a.pk: a.start for a in active}
-    return {appointment_id for appointment_id, at in used if at and at >= starts[appointment_id] - before and at <= now}
 
 
 def establishments_query(user: User) -> QuerySet[Establishment]:

@@ -503,4 +503,3 @@ def join_link_revoke(request: HttpRequest, public_id: uuid.UUID, participant_id:
     joinlinks.join_link_revoke(participant=participant, by=user)
     messages.success(request, _("Enlace anulado. Ya no abre la cita."))
     return redirect("scheduling:appointment", public_id=appointment.public_id)
-

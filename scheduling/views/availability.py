@@ -223,7 +223,9 @@ def visit_types(request: HttpRequest) -> HttpResponse:
 def visit_type_edit(request: HttpRequest, visit_type_id: int) -> HttpResponse:
     user = user_of(request)
     places = establishments_query(user)
-    visit_type = VisitType.objects.filter(pk=visit_type_id, establishment__in=places).select_related("establishment").first()
+    visit_type = (
+        VisitType.objects.filter(pk=visit_type_id, establishment__in=places).select_related("establishment").first()
+    )
     if visit_type is None:
         raise AccessDenied
     initial = {name: getattr(visit_type, name) for name in (*_VISIT_TYPE_FIELDS, "is_active")}

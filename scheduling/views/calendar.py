@@ -22,7 +22,6 @@ from scheduling.views._common import (
     practitioners_at,
     record_calendar_read,
     user_of,
-    waiting_appointment_ids,
     with_local_times,
     zone,
 )
@@ -56,10 +55,14 @@ def calendar(request: HttpRequest) -> HttpResponse:
         span = 1
     start, end = day_bounds(day, place, span)
     appointments = with_local_times(
-        selectors.appointments_for_calendar(establishment=establishment, start=start, end=end, practitioner=practitioner),
+        selectors.appointments_for_calendar(
+            establishment=establishment, start=start, end=end, practitioner=practitioner
+        ),
         user,
     )
-    record_calendar_read(user, appointments=appointments, view=view, establishment=establishment, practitioner=practitioner)
+    record_calendar_read(
+        user, appointments=appointments, view=view, establishment=establishment, practitioner=practitioner
+    )
     days = []
     for offset in range(span):
         current = day + dt.timedelta(days=offset)
@@ -99,14 +102,14 @@ def today(request: HttpRequest) -> HttpResponse:
     if establishment is None:
         return render(request, "scheduling/today.html", {"form": form, "establishment": None})
     now = timezone.now()
-    appointments = with_local_times(selectors.today_overview(establishment=establishment, now=now), user)
+    rows = selectors.today_overview(establishment=establishment, now=now)
+    for row in rows:
+        row.appointment.waiting = row.waiting  # type: ignore[attr-defined]
+        row.appointment.late = row.late  # type: ignore[attr-defined]
+    appointments = with_local_times([row.appointment for row in rows], user)
     record_calendar_read(user, appointments=appointments, view="today", establishment=establishment)
-    waiting = [a for a in appointments if getattr(a, "waiting", False) and a.status in ACTIVE_STATUSES]
-    late = [
-        a
-        for a in appointments
-        if getattr(a, "late", False) and not getattr(a, "waiting", False) and a.status in ACTIVE_STATUSES
-    ]
+    waiting = [a for a in appointments if a.waiting]
+    late = [a for a in appointments if a.late]
     shown = {a.pk for a in waiting} | {a.pk for a in late}
     upcoming = [a for a in appointments if a.pk not in shown and a.status in ACTIVE_STATUSES and a.start >= now]
     closed = [a for a in appointments if a.pk not in shown and a not in upcoming]
@@ -142,12 +145,11 @@ def my_day(request: HttpRequest) -> HttpResponse:
     now = timezone.now()
     appointments = with_local_times(selectors.practitioner_day(user, day, own_zone), user)
     record_calendar_read(user, appointments=appointments, view="my_day", practitioner=user)
-    waiting = waiting_appointment_ids(appointments, now=now)
     for appointment in appointments:
-        appointment.waiting = appointment.pk in waiting  # type: ignore[attr-defined]
-        appointment.late = (  # type: ignore[attr-defined]
-            appointment.status == AppointmentStatus.BOOKED and appointment.start < now and not appointment.waiting
-        )
+        opened = getattr(appointment, "lobby_opened", False)
+        active = appointment.status == AppointmentStatus.BOOKED
+        appointment.waiting = active and opened and now < appointment.end  # type: ignore[attr-defined]
+        appointment.late = active and not opened and appointment.start <= now  # type: ignore[attr-defined]
         appointment.own_start = appointment.start.astimezone(own_zone)  # type: ignore[attr-defined]
     context = {
         "form": form,
