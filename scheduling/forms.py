@@ -96,8 +96,8 @@ class UtcInstantField(forms.CharField):
         kwargs.setdefault("error_messages", {"required": _("Elija un horario de la lista.")})
         super().__init__(**kwargs)
 
-    def to_python(self, value: Any) -> dt.datetime | None:  # type: ignore[override]
-        text = super().to_python(value)
+    def clean(self, value: Any) -> dt.datetime | None:  # type: ignore[override]
+        text = super().clean(value)
         if not text:
             return None
         try:
@@ -448,8 +448,12 @@ class VisitTypeForm(_Form):
         empty_label=None,
         error_messages=_choice_error(_("Elija un establecimiento de la lista.")),
     )
-    name = forms.CharField(label=_("Nombre"), max_length=120)
-    specialty = forms.CharField(label=_("Especialidad"), max_length=120)
+    name = forms.CharField(
+        label=_("Nombre"), max_length=120, error_messages={"required": _("Escriba el nombre del tipo de cita.")}
+    )
+    specialty = forms.CharField(
+        label=_("Especialidad"), max_length=120, error_messages={"required": _("Escriba la especialidad.")}
+    )
     duration_minutes = forms.IntegerField(
         label=_("Duración (minutos)"),
         min_value=5,
