@@ -522,7 +522,7 @@ def _more_appointments(world, count):
     "page",
     ["calendar_day", "calendar_week", "today", "my_day"],
 )
-def test_calendar_lists_run_a_constant_number_of_queries(world, login_as, django_assert_max_num_queries, page):
+def test_calendar_lists_run_a_constant_number_of_queries(world, login_as, django_assert_num_queries, page):
     day = world.clinic.tomorrow.isoformat()
     user = world.personas.practitioner if page == "my_day" else world.personas.coordinator
     url = {
@@ -532,8 +532,9 @@ def test_calendar_lists_run_a_constant_number_of_queries(world, login_as, django
         "my_day": f"/scheduling/my-day/?date={day}",
     }[page]
     client = login_as(user)
+    client.get(url)  # the first request of a session loads keys and the device once
     with CaptureQueriesContext(connection) as few:
         assert client.get(url).status_code == 200
     _more_appointments(world, 2)
-    with django_assert_max_num_queries(len(few)):
+    with django_assert_num_queries(len(few)):
         assert client.get(url).status_code == 200
