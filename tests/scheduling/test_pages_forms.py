@@ -538,3 +538,38 @@ def test_calendar_lists_run_a_constant_number_of_queries(world, login_as, django
     _more_appointments(world, 2)
     with django_assert_num_queries(len(few)):
         assert client.get(url).status_code == 200
+
+
+# --- today's overview and the practitioner's day: who is waiting, who is late -------------------------------------
+
+
+def test_today_shows_who_is_waiting_and_who_is_late(world, login_as):
+    import zoneinfo
+
+    from scheduling.models import JoinLink
+
+    now = timezone.now()
+    lima = zoneinfo.ZoneInfo("America/Lima")
+    midnight = dt.datetime.combine(now.astimezone(lima).date(), dt.time.min, tzinfo=lima)
+    start = max(now - dt.timedelta(minutes=10), midnight)  # today in Lima, already begun
+    late = appointment_book(
+        visit_type=world.clinic.visit_type,
+        practitioner=world.personas.practitioner,
+        patient=world.clinic.other_patient,
+        start=local(world.clinic.tomorrow, "11:00"),
+        booked_by=world.personas.coordinator,
+    )
+    for appointment in (world.appointment, late):
+        Appointment.objects.filter(pk=appointment.pk).update(start=start, end=now + dt.timedelta(minutes=20))
+    JoinLink.objects.filter(
+        participant__appointment=world.appointment, participant__role="patient", revoked_at__isnull=True
+    ).update(first_used_at=now, last_used_at=now)
+
+    html = login_as(world.personas.coordinator).get("/scheduling/today/").content.decode()
+    waiting_part = html.split('id="waiting-heading"')[1].split('id="late-heading"')[0]
+    late_part = html.split('id="late-heading"')[1].split('id="upcoming-heading"')[0]
+    assert "Quispe, Rosa" in waiting_part and "Mamani" not in waiting_part
+    assert "Mamani, Luis" in late_part and "Marcar que no se presentó" in late_part
+
+    day = login_as(world.personas.practitioner).get("/scheduling/my-day/").content.decode()
+    assert day.count("En sala de espera") == 1 and day.count("Retrasado") == 1
