@@ -187,3 +187,25 @@ def test_coordinator_elsewhere_cannot_see_or_manage(world, login_as):
     response = client.get(reverse("scheduling:calendar") + f"?establishment={world.personas.establishment.pk}")
     assert response.status_code == 400
     assert "Quispe" not in response.content.decode()
+
+
+def test_coordinators_never_get_a_way_into_the_chart(world, login_as):
+    chart = reverse("records:patient_chart", args=[world.clinic.patient.pk])
+    page = login_as(world.personas.coordinator).get(
+        reverse("scheduling:appointment", args=[world.appointment.public_id])
+    )
+    assert chart not in page.content.decode()
+    page = login_as(world.personas.practitioner).get(
+        reverse("scheduling:appointment", args=[world.appointment.public_id])
+    )
+    assert chart in page.content.decode()
+
+
+def test_calendar_per_practitioner_only_offers_the_establishments_practitioners(world, login_as):
+    client = login_as(world.personas.coordinator)
+    day = world.clinic.tomorrow.isoformat()
+    own = client.get(reverse("scheduling:calendar") + f"?practitioner={world.personas.practitioner.pk}&date={day}")
+    assert own.status_code == 200 and "Quispe, Rosa" in own.content.decode()
+    other = client.get(reverse("scheduling:calendar") + f"?practitioner={world.personas.outsider.pk}&date={day}")
+    assert other.status_code == 400
+    assert "Elija un profesional de la lista." in other.content.decode()
