@@ -33,6 +33,6 @@ def test_booking_page_and_its_errors_in_spanish_then_english(personas, clinic, l
         },
     )
     assert response.status_code == 409
-    assert "That time has just been taken. Please choose another one." in response.content.decode()
+    assert "That time has just been taken. Please choose another." in response.content.decode()
     page = client.get(reverse("scheduling:appointment", args=[world.appointment.public_id])).content.decode()
     assert "Treating practitioner" in page and "Resend link" in page
