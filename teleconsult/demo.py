@@ -241,3 +241,26 @@ def sign_in_lines() -> list[str]:
         lines.append(f"  {person.email:<24} {person.totp_secret}")
         lines.append(f"  {'':<24} {person.otpauth_uri}")
     return lines
+
+
+DEMO_COORDINATOR = "coordinacion@demo.test"
+
+# (key, establishment key, visit type fields)
+VISIT_TYPES = (
+    ("general", "home", {"name": "Teleconsulta de medicina general", "specialty": "Medicina general",
+                         "service_type": "teleconsulta", "modality": "video", "duration_minutes": 20,
+                         "buffer_minutes": 5}),
+    ("orientation", "home", {"name": "Teleorientación (solo audio)", "specialty": "Medicina general",
+                             "service_type": "teleorientacion", "modality": "audio", "duration_minutes": 15}),
+    ("cardiology", "referral", {"name": "Teleconsulta de cardiología", "specialty": "Cardiología",
+                                "service_type": "teleconsulta", "modality": "video", "duration_minutes": 30}),
+    ("interconsultation", "home", {"name": "Teleinterconsulta de cardiología", "specialty": "Cardiología",
+                                   "service_type": "teleinterconsulta", "modality": "video",
+                                   "duration_minutes": 30}),
+)  # fmt: skip
+
+# (practitioner e-mail, establishment key, weekdays (0 = Monday), start, end, visit type keys)
+WEEKLY_AVAILABILITY = (
+    ("medico@demo.test", "home", range(0, 6), "08:00", "13:00", ("general", "orientation", "interconsultation")),
+    ("especialista@demo.test", "referral", range(0, 5), "10:00", "16:00", ("cardiology",)),
+)

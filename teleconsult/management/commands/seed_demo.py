@@ -38,6 +38,9 @@ class Command(BaseCommand):
         records = sum(self._patient_record(item, establishments["home"]) for item in demo.PATIENT_RECORDS)
         if records:
             self.stdout.write(f"Created {records} demo patient records.")
+        booked = self._schedule(establishments)
+        if booked:
+            self.stdout.write(f"Created the demo schedule with {booked} appointments.")
         self.stdout.write("\n".join(demo.sign_in_lines()))
 
     def _establishment(self, item: demo.DemoEstablishment) -> Establishment:
@@ -107,6 +110,55 @@ class Command(BaseCommand):
             user=user,
         )
         return 1
+
+    def _schedule(self, establishments: dict[str, Establishment]) -> int:
+        """Visit types, weekly availability and a few booked appointments; left alone once they exist."""
+        import datetime as dt
+
+        from django.utils import timezone
+
+        from records.models import Patient
+        from scheduling.availability import availability_rule_create, visit_type_create
+        from scheduling.models import VisitType
+        from scheduling.services import appointment_book
+        from scheduling.slots import find_slots
+
+        home = establishments["home"]
+        if VisitType.objects.filter(establishment=home).exists():
+            return 0
+        admin = User.objects.get(email__iexact=demo.CONSENT_PUBLISHER)
+        types = {
+            key: visit_type_create(establishment=establishments[where], by=admin, **fields)
+            for key, where, fields in demo.VISIT_TYPES
+        }
+        today = timezone.localdate()
+        for email, where, weekdays, start, end, type_keys in demo.WEEKLY_AVAILABILITY:
+            for weekday in weekdays:
+                availability_rule_create(
+                    practitioner=User.objects.get(email__iexact=email),
+                    establishment=establishments[where],
+                    weekday=weekday,
+                    start_time=dt.time.fromisoformat(start),
+                    end_time=dt.time.fromisoformat(end),
+                    valid_from=today - dt.timedelta(days=1),
+                    visit_types=[types[key] for key in type_keys],
+                    by=admin,
+                )
+        coordinator = User.objects.get(email__iexact=demo.DEMO_COORDINATOR)
+        now = timezone.now()
+        slots = find_slots(visit_type=types["general"], start=now, end=now + dt.timedelta(days=14), limit=3)
+        patients = list(Patient.objects.filter(user__email__in=[p.email for p in demo.PATIENT_RECORDS]).order_by("pk"))
+        booked = 0
+        for slot, patient in zip(slots, patients, strict=False):
+            appointment_book(
+                visit_type=types["general"],
+                practitioner=User.objects.get(pk=slot.practitioner_id),
+                patient=patient,
+                start=slot.start,
+                booked_by=coordinator,
+            )
+            booked += 1
+        return booked
 
     @transaction.atomic
     def _authenticator(self, user: User, person: demo.DemoPerson) -> None:
