@@ -2,7 +2,8 @@
 
 A provider's backend (an SMS gateway, the WhatsApp Business API) implements `send`; the two included here
 are for development and tests: the console backend prints each message and the file backend appends it as
-one JSON line to var/sms/messages.jsonl (the default, so `make run` shows what a patient would receive).
+one JSON line to var/sms/messages.jsonl (the default in development, so `make run` shows what a patient
+would receive). In production text messages go out only through a backend configured in SMS_BACKEND.
 """
 
 from __future__ import annotations
@@ -69,7 +70,11 @@ class FileBackend(BaseBackend):
             os.close(descriptor)
 
 
-def get_backend() -> BaseBackend:
-    backend_class = import_string(getattr(settings, "SMS_BACKEND", None) or DEFAULT_BACKEND)
-    backend: BaseBackend = backend_class()
+def get_backend() -> BaseBackend | None:
+    """The configured backend; None in production when none is configured (text messages are then skipped:
+    the development file backend would keep phone numbers and join links on the server's disk)."""
+    configured = getattr(settings, "SMS_BACKEND", None)
+    if not configured and getattr(settings, "PRODUCTION", False):
+        return None
+    backend: BaseBackend = import_string(configured or DEFAULT_BACKEND)()
     return backend

@@ -212,6 +212,9 @@ def notification_deliver(*, notification_id: int) -> str:
         recipient = _recipient(notification)
         if recipient is None:
             return _skip(notification, "no_address")
+        text_backend = messaging.get_backend() if notification.channel == NotificationChannel.SMS else None
+        if notification.channel == NotificationChannel.SMS and text_backend is None:
+            return _skip(notification, "no_text_backend")
         join_url = _join_url(notification.participant) if notification.kind != NotificationKind.CANCELLED else None
         if notification.kind == NotificationKind.JOIN_LINK and join_url is None:
             return _skip(notification, "no_join_link")
@@ -219,7 +222,8 @@ def notification_deliver(*, notification_id: int) -> str:
             if notification.channel == NotificationChannel.EMAIL:
                 _send_email(notification, recipient, join_url, now)
             else:
-                _send_text(notification, recipient, join_url)
+                assert text_backend is not None
+                _send_text(notification, recipient, join_url, text_backend)
         except Exception as exc:
             return _failed_attempt(notification, exc, now)
         notification.attempts += 1
@@ -435,14 +439,16 @@ def _send_email(notification: Notification, recipient: Recipient, join_url: str 
     message.send()
 
 
-def _send_text(notification: Notification, recipient: Recipient, join_url: str | None) -> None:
+def _send_text(
+    notification: Notification, recipient: Recipient, join_url: str | None, backend: messaging.BaseBackend
+) -> None:
     with translation.override(recipient.language):
         context = _context(notification, recipient, join_url)
         body = str(context["lead"])
         if join_url:
             body += " " + _("Para unirse: %(url)s") % {"url": join_url}
         body = "Teleconsult: " + body
-    messaging.get_backend().send(messaging.TextMessage(to=recipient.address, body=body))
+    backend.send(messaging.TextMessage(to=recipient.address, body=body))
 
 
 def appointment_ics(

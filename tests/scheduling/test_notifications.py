@@ -639,3 +639,17 @@ def test_the_backend_is_chosen_by_the_setting(settings):
     assert isinstance(messaging.get_backend(), messaging.ConsoleBackend)
     del settings.SMS_BACKEND
     assert isinstance(messaging.get_backend(), messaging.FileBackend)
+    # In production nothing is written to disk by default: without a configured provider, no text messages.
+    settings.PRODUCTION = True
+    assert messaging.get_backend() is None
+
+
+def test_without_a_text_backend_in_production_text_messages_are_skipped(personas, settings, sms_file):
+    settings.PRODUCTION = True
+    del settings.SMS_BACKEND
+    booking = book(personas, start=in_days(3))
+    appointment_event(appointment_id=booking.appointment.pk, event="booked")
+    run_worker()
+    (text,) = rows(kind=NotificationKind.CONFIRMATION, channel=NotificationChannel.SMS)
+    assert (text.status, text.last_error) == (NotificationStatus.SKIPPED, "no_text_backend")
+    assert len(mail.outbox) == 2
