@@ -129,7 +129,7 @@ def notifications_sweep(*, now: dt.datetime | None = None) -> int:
         )
         # Not picked again before another grace period has passed.
         Notification.objects.filter(pk__in=ids).update(next_attempt_at=now)
-        transaction.on_commit(lambda: [_enqueue(pk) for pk in ids])
+        transaction.on_commit(lambda: _enqueue_all([(pk, None) for pk in ids]))
     if ids:
         logger.info("Notification sweep queued %d overdue messages.", len(ids))
     return len(ids)
@@ -172,8 +172,13 @@ def _plan(
 
 
 def _enqueue_after_commit(notifications: list[Notification]) -> None:
-    due = [(n.pk, n.next_attempt_at) for n in notifications]
-    transaction.on_commit(lambda: [_enqueue(pk, run_after) for pk, run_after in due])
+    due: list[tuple[int, dt.datetime | None]] = [(n.pk, n.next_attempt_at) for n in notifications]
+    transaction.on_commit(lambda: _enqueue_all(due))
+
+
+def _enqueue_all(due: list[tuple[int, dt.datetime | None]]) -> None:
+    for notification_id, run_after in due:
+        _enqueue(notification_id, run_after)
 
 
 def _enqueue(notification_id: int, run_after: dt.datetime | None = None) -> None:
@@ -337,7 +342,7 @@ def _recipient(notification: Notification) -> Recipient | None:
 
 def _language(code: str | None) -> str:
     known = {language for language, _name in settings.LANGUAGES}
-    return code if code in known else settings.LANGUAGE_CODE
+    return code if code and code in known else str(settings.LANGUAGE_CODE)
 
 
 def _join_url(participant: AppointmentParticipant) -> str | None:
