@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.db.models import Q
+from django.db.models import F, FloatField, Func, Q
 from django.utils import timezone
 
 from accounts.models import Establishment, User
@@ -107,27 +107,53 @@ def availability_windows(
         return windows
     # Local dates can be a day off the UTC ones on either side.
     first_day, last_day = (start - dt.timedelta(days=1)).date(), (end + dt.timedelta(days=1)).date()
-    rules = (
-        AvailabilityRule.objects.filter(practitioner_id__in=ids, practitioner__is_active=True, valid_from__lte=last_day)
-        .filter(Q(valid_until__isnull=True) | Q(valid_until__gte=first_day))
-        .select_related("establishment")
-        .prefetch_related("visit_types")
-    )
+    rules = AvailabilityRule.objects.filter(
+        practitioner_id__in=ids, practitioner__is_active=True, valid_from__lte=last_day
+    ).filter(Q(valid_until__isnull=True) | Q(valid_until__gte=first_day))
     if visit_type_ids is not None:
         rules = rules.filter(visit_types__in=list(visit_type_ids)).distinct()
-    by_weekday: dict[int, list[AvailabilityRule]] = defaultdict(list)
-    for rule in rules:
-        by_weekday[rule.weekday].append(rule)
+    # Plain rows, not model instances: this runs for every slot search (two queries, nothing per rule).
+    rule_rows = list(
+        rules.values_list(
+            "pk",
+            "practitioner_id",
+            "establishment_id",
+            "establishment__time_zone",
+            "weekday",
+            "start_time",
+            "end_time",
+            "valid_from",
+            "valid_until",
+        )
+    )
+    offered: dict[int, set[int]] = defaultdict(set)
+    for rule_id, visit_type_id in AvailabilityRule.visit_types.through.objects.filter(
+        availabilityrule_id__in=[row[0] for row in rule_rows], visittype__is_active=True
+    ).values_list("availabilityrule_id", "visittype_id"):
+        offered[rule_id].add(visit_type_id)
+    by_weekday: dict[int, list[tuple]] = defaultdict(list)
+    for row in rule_rows:
+        by_weekday[row[4]].append(row)
+    zones: dict[str, zoneinfo.ZoneInfo] = {}
     day = first_day
     while day <= last_day:
-        for rule in by_weekday.get(day.weekday(), ()):
-            if day < rule.valid_from or (rule.valid_until is not None and day > rule.valid_until):
+        for (
+            rule_id,
+            pid,
+            establishment_id,
+            zone_name,
+            _,
+            start_time,
+            end_time,
+            valid_from,
+            valid_until,
+        ) in by_weekday.get(day.weekday(), ()):
+            if day < valid_from or (valid_until is not None and day > valid_until):
                 continue
-            zone = _zone(rule.establishment.time_zone)
-            w_start, w_end = _local_instant(day, rule.start_time, zone), _local_instant(day, rule.end_time, zone)
+            zone = zones.get(zone_name) or zones.setdefault(zone_name, _zone(zone_name))
+            w_start, w_end = _local_instant(day, start_time, zone), _local_instant(day, end_time, zone)
             if w_end > start and w_start < end and w_end > w_start:
-                offered = frozenset(vt.pk for vt in rule.visit_types.all() if vt.is_active)
-                windows[rule.practitioner_id].append(Window(w_start, w_end, rule.establishment_id, offered))
+                windows[pid].append(Window(w_start, w_end, establishment_id, frozenset(offered.get(rule_id, ()))))
         day += dt.timedelta(days=1)
 
     exceptions = AvailabilityException.objects.filter(
@@ -154,6 +180,7 @@ def busy_ranges(
 ) -> dict[str, list[tuple[dt.datetime, dt.datetime]]]:
     """What blocks each calendar in [start, end): active appointments, not counting holds that lapsed."""
     now = now or timezone.now()
+    # The bounds as epoch seconds: parsing thousands of range literals costs more than the query itself.
     rows = (
         AppointmentParticipant.objects.filter(
             calendar__in=list(calendars),
@@ -162,11 +189,26 @@ def busy_ranges(
             appointment__status__in=ACTIVE_STATUSES,
         )
         .exclude(appointment__status=AppointmentStatus.HELD, appointment__hold_expires_at__lte=now)
-        .values_list("calendar", "during")
+        .annotate(
+            lo=Func(
+                Func(F("during"), function="lower"),
+                function="extract",
+                template="extract(epoch from %(expressions)s)",
+                output_field=FloatField(),
+            ),
+            hi=Func(
+                Func(F("during"), function="upper"),
+                function="extract",
+                template="extract(epoch from %(expressions)s)",
+                output_field=FloatField(),
+            ),
+        )
+        .values_list("calendar", "lo", "hi")
     )
     busy: dict[str, list[tuple[dt.datetime, dt.datetime]]] = defaultdict(list)
-    for calendar, during in rows:
-        busy[calendar].append((during.lower, during.upper))
+    from_epoch = dt.datetime.fromtimestamp
+    for calendar, lo, hi in rows:
+        busy[calendar].append((from_epoch(float(lo), dt.UTC), from_epoch(float(hi), dt.UTC)))
     for ranges in busy.values():
         ranges.sort()
     return busy
@@ -218,22 +260,49 @@ def find_slots(
     ids = set(rule_practitioners) | set(extra_practitioners)
     if practitioner is not None:
         ids &= {practitioner.pk}
-    windows = availability_windows(ids, start, end, visit_type_ids=types.keys())
-    busy = busy_ranges([user_calendar(pid) for pid in windows], start - dt.timedelta(hours=6), end, now=now)
+    if not ids:
+        return []
+    # Earliest first: look one day ahead, then three times further each round, so the usual first page
+    # reads a day of rules and bookings rather than the whole range.
     slots: list[Slot] = []
-    for pid, practitioner_windows in windows.items():
+    chunk_start, horizon = start, dt.timedelta(days=1)
+    while chunk_start < end and len(slots) < limit:
+        chunk_end = min(end, chunk_start + horizon)
+        slots += _slots_between(ids, types, chunk_start, chunk_end, limit - len(slots), now)
+        chunk_start, horizon = chunk_end, horizon * 3
+    return slots[:limit]
+
+
+def _slots_between(
+    ids: set[int], types: dict[int, VisitType], start: dt.datetime, end: dt.datetime, limit: int, now: dt.datetime
+) -> list[Slot]:
+    """Free slots starting in [start, end), earliest first, at most `limit`."""
+    windows = availability_windows(ids, start, end, visit_type_ids=types.keys())
+    longest = max(dt.timedelta(minutes=vt.duration_minutes + vt.buffer_minutes) for vt in types.values())
+    busy = busy_ranges([user_calendar(pid) for pid in windows], start, end + longest, now=now)
+    # Windows in time order, so the search can stop once the first `limit` slots are certain: no later
+    # window can hold a slot earlier than the limit-th one found.
+    ordered = sorted(((w, pid) for pid, ws in windows.items() for w in ws), key=lambda item: item[0].start)
+    slots: list[Slot] = []
+    cutoff: dt.datetime | None = None
+    for window, pid in ordered:
+        if cutoff is not None and window.start > cutoff:
+            break
         taken = busy.get(user_calendar(pid), [])
-        for window in practitioner_windows:
-            for vt in types.values():
-                if vt.establishment_id != window.establishment_id or not window.admits(vt.pk):
-                    continue
-                length = dt.timedelta(minutes=vt.duration_minutes)
-                step = length + dt.timedelta(minutes=vt.buffer_minutes)
-                t = window.start
-                while t + length <= window.end and t < end:
-                    if t >= start and not _overlaps(taken, t, t + step):
-                        slots.append(Slot(t, t + length, pid, window.establishment_id, vt.pk))
-                    t += step
+        for vt in types.values():
+            if vt.establishment_id != window.establishment_id or not window.admits(vt.pk):
+                continue
+            length = dt.timedelta(minutes=vt.duration_minutes)
+            step = length + dt.timedelta(minutes=vt.buffer_minutes)
+            t = window.start
+            while t + length <= window.end and t < end:
+                if t >= start and not _overlaps(taken, t, t + step):
+                    slots.append(Slot(t, t + length, pid, window.establishment_id, vt.pk))
+                t += step
+        if len(slots) >= limit:
+            slots.sort(key=lambda s: (s.start, s.practitioner_id, s.visit_type_id))
+            del slots[limit:]
+            cutoff = slots[-1].start
     slots.sort(key=lambda s: (s.start, s.practitioner_id, s.visit_type_id))
     return slots[:limit]
 

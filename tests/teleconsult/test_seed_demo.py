@@ -12,6 +12,7 @@ from accounts.models import Establishment, PractitionerProfile, Role, StaffMembe
 from audit.models import AuditEvent
 from records.models import ConsentDocument, ConsentKind, Patient
 from records.selectors import patient_by_document
+from scheduling.models import Appointment
 from teleconsult import demo
 from tests.factories import current_totp_token
 
@@ -34,6 +35,7 @@ def _snapshot() -> dict[str, object]:
         "audit_events": AuditEvent.objects.count(),
         "patients": list(Patient.objects.order_by("pk").values("pk", "user_id", "search_name", "birth_date")),
         "consent_documents": list(ConsentDocument.objects.order_by("pk").values("pk", "kind", "version", "language")),
+        "appointments": list(Appointment.objects.order_by("pk").values_list("pk", "start", "status")),
     }
 
 
@@ -110,6 +112,25 @@ def test_demo_patients_have_records_and_the_clinic_has_consent_texts():
     registered = AuditEvent.objects.filter(action="records.patient.registered")
     assert registered.count() == len(demo.PATIENT_RECORDS)
     assert set(registered.values_list("actor_role", flat=True)) == {"system"}
+
+
+def test_demo_clinic_has_a_bookable_schedule_with_appointments():
+    import datetime as dt
+
+    from django.utils import timezone
+
+    from scheduling.models import Appointment, AppointmentStatus, AvailabilityRule, VisitType
+    from scheduling.slots import find_slots, specialties
+
+    _seed()
+    assert VisitType.objects.count() == len(demo.VISIT_TYPES)
+    assert AvailabilityRule.objects.exists()
+    assert {"Medicina general", "Cardiología"} <= set(specialties())
+    booked = Appointment.objects.filter(status=AppointmentStatus.BOOKED)
+    assert booked.count() == 3
+    assert all(a.participants.filter(active=True).count() == 2 for a in booked)
+    now = timezone.now()
+    assert find_slots(specialty="Cardiología", start=now, end=now + dt.timedelta(days=14))
 
 
 def test_refuses_to_run_in_production(settings):
