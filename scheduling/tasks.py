@@ -11,8 +11,3 @@ from scheduling import notifications
 def deliver_notification(notification_id: int) -> str:
     # The row is the source of truth; the queue entry only says "look at it now". Running this twice is safe.
     return notifications.notification_deliver(notification_id=notification_id)
-
-
-@task()
-def sweep_notifications() -> int:
-    return notifications.notifications_sweep()

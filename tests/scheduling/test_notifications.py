@@ -653,3 +653,21 @@ def test_without_a_text_backend_in_production_text_messages_are_skipped(personas
     (text,) = rows(kind=NotificationKind.CONFIRMATION, channel=NotificationChannel.SMS)
     assert (text.status, text.last_error) == (NotificationStatus.SKIPPED, "no_text_backend")
     assert len(mail.outbox) == 2
+
+
+def test_the_sweep_command_queues_overdue_notifications_and_expires_lapsed_holds(personas, sms_file, clock):
+    booking = book(personas, start=in_days(3))
+    appointment_event(appointment_id=booking.appointment.pk, event="booked")
+    DBTaskResult.objects.all().delete()
+    held = book(personas, start=in_days(4), patient=make_patient(given_names="Luz", search_name="MAMANI LUZ"))
+    Appointment.objects.filter(pk=held.appointment.pk).update(
+        status=AppointmentStatus.HELD, hold_expires_at=timezone.now() + dt.timedelta(minutes=10)
+    )
+    clock.advance(dt.timedelta(minutes=11))
+    out = io.StringIO()
+    call_command("scheduling_sweep", stdout=out)
+    assert out.getvalue().strip() == "Queued 3 overdue notifications; expired 1 lapsed holds."
+    held.appointment.refresh_from_db()
+    assert held.appointment.status == AppointmentStatus.EXPIRED
+    run_worker()
+    assert len(mail.outbox) == 2

@@ -63,7 +63,7 @@ def test_compose_file_has_every_production_service():
         "web",
         "worker",
         "task-worker",
-        "notification-sweep",
+        "scheduling-sweep",
         "caddy",
         "coturn",
     }

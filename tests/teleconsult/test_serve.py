@@ -110,8 +110,8 @@ def test_serve_on_the_embedded_database_starts_supervises_and_stops_cleanly(tmp_
 
         # Every background worker is started (the task worker at work is checked on a migrated database
         # below); one killed outright (no chance to release its database handle) is restarted.
-        assert "db_worker" in banner and "notifications_sweep" in banner
-        _wait_for_children(process, "notifications_sweep")
+        assert "db_worker" in banner and "scheduling_sweep" in banner
+        _wait_for_children(process, "scheduling_sweep")
         workers = _wait_for_children(process, "audit_seal")
         for worker in workers:
             worker.kill()

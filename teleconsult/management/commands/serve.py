@@ -36,13 +36,13 @@ from teleconsult.embedded_db import stop_embedded_database
 from teleconsult.localvar import lan_address, self_signed_certificate
 
 # The background workers: sealing the audit trail (AUD-2), the task queue (notifications, SCH-8) and the
-# sweep that queues again any notification whose queue entry was lost. A worker whose command does not
+# scheduling sweep (overdue notifications queued again, lapsed holds expired). A worker whose command does not
 # exist (yet) is left out.
 WORKER_COMMANDS: tuple[tuple[str, ...], ...] = (
     ("audit_seal", "--every", "5"),
     # --no-reload: the supervisor restarts it; the autoreloader would put a second process in between.
     ("db_worker", "--no-reload", "--interval", "1", "--queue-name", "*"),
-    ("notifications_sweep", "--every", "60"),
+    ("scheduling_sweep", "--every", "60"),
 )
 STARTUP_TIMEOUT_SECONDS = 60.0
 STOP_TIMEOUT_SECONDS = 15.0

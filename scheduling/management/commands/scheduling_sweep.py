@@ -1,4 +1,7 @@
-"""`manage.py notifications_sweep [--every SECONDS]`: queue overdue pending notifications again (the worker runs it)."""
+"""`manage.py scheduling_sweep [--every SECONDS]`: scheduling's periodic upkeep (the worker runs it every minute).
+
+Queues again the notifications whose delivery is overdue (their queue entry was lost) and expires lapsed holds.
+"""
 
 from __future__ import annotations
 
@@ -12,12 +15,13 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DatabaseError, close_old_connections, connection
 
 from scheduling.notifications import notifications_sweep
+from scheduling.services import holds_release_expired
 
-logger = logging.getLogger("scheduling.notifications")
+logger = logging.getLogger("scheduling.sweep")
 
 
 class Command(BaseCommand):
-    help = "Queue again the pending notifications whose delivery is overdue (once, or every N seconds)."
+    help = "Queue overdue notifications again and expire lapsed holds (once, or every N seconds)."
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
@@ -29,7 +33,8 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, every: float | None, **options: Any) -> None:
         if every is None:
-            self.stdout.write(f"Queued {notifications_sweep()} overdue notifications.")
+            queued, expired = notifications_sweep(), holds_release_expired()
+            self.stdout.write(f"Queued {queued} overdue notifications; expired {expired} lapsed holds.")
             return
         if every < 1:
             raise CommandError("--every must be at least 1 second.")
@@ -40,10 +45,11 @@ class Command(BaseCommand):
             started = time.monotonic()
             try:
                 notifications_sweep()
+                holds_release_expired()
             except DatabaseError:
-                # The database may be restarting: try again next tick on a fresh connection. Pending rows
-                # stay in the outbox meanwhile; nothing is lost.
-                logger.exception("Notification sweep failed; retrying in %s seconds.", every)
+                # The database may be restarting: try again next tick on a fresh connection. Pending
+                # notifications stay in the outbox and lapsed holds are ignored by slot search meanwhile.
+                logger.exception("Scheduling sweep failed; retrying in %s seconds.", every)
                 connection.close()
             close_old_connections()
             stop.wait(max(0.0, every - (time.monotonic() - started)))
