@@ -19,7 +19,7 @@ from email.utils import parseaddr
 import icalendar
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives
-from django.db import transaction
+from django.db import DatabaseError, transaction
 from django.template.loader import render_to_string
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone, translation
@@ -214,7 +214,13 @@ def notification_deliver(*, notification_id: int) -> str:
         reason = _skip_reason(notification, now)
         if reason:
             return _skip(notification, reason)
-        recipient = _recipient(notification)
+        try:
+            recipient = _recipient(notification)  # decrypts the patient's contact data
+        except DatabaseError:
+            raise
+        except Exception as exc:
+            # A key that cannot be unwrapped (say) is retried like a send error, then marked failed.
+            return _failed_attempt(notification, exc, now)
         if recipient is None:
             return _skip(notification, "no_address")
         text_backend = messaging.get_backend() if notification.channel == NotificationChannel.SMS else None
@@ -230,6 +236,8 @@ def notification_deliver(*, notification_id: int) -> str:
                 assert text_backend is not None
                 _send_text(notification, recipient, join_url, text_backend)
         except Exception as exc:
+            # Whatever the mail server or the messaging provider raised: retried later; only the exception's
+            # class name is kept, its message may quote an address.
             return _failed_attempt(notification, exc, now)
         notification.attempts += 1
         notification.status = NotificationStatus.SENT

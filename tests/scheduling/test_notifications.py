@@ -10,6 +10,8 @@ import logging
 import secrets
 import signal
 import stat
+import threading
+import time
 import zoneinfo
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,9 +20,11 @@ import icalendar
 import pytest
 from django.core import mail
 from django.core.mail import EmailMultiAlternatives
+from django.core.mail.backends import locmem
 from django.core.mail.backends.base import BaseEmailBackend
 from django.core.management import call_command
-from django.db import transaction
+from django.db import connection, transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 from django_tasks import TaskResultStatus
 from django_tasks_db.models import DBTaskResult
@@ -50,6 +54,7 @@ from scheduling.notifications import (
     SWEEP_GRACE,
     appointment_event,
     join_link_send,
+    notification_deliver,
     notifications_sweep,
 )
 
@@ -195,6 +200,14 @@ class FailingEmailBackend(BaseEmailBackend):
 
     def send_messages(self, email_messages):  # type: ignore[no-untyped-def]
         raise ConnectionRefusedError("smtp.example.invalid refused the connection")
+
+
+class SlowEmailBackend(locmem.EmailBackend):
+    """A mail server that takes a while to accept a message: two deliveries of one row overlap."""
+
+    def send_messages(self, messages):  # type: ignore[no-untyped-def]
+        time.sleep(1)
+        return super().send_messages(messages)
 
 
 class FailingTextBackend(messaging.BaseBackend):
@@ -671,3 +684,54 @@ def test_the_sweep_command_queues_overdue_notifications_and_expires_lapsed_holds
     assert held.appointment.status == AppointmentStatus.EXPIRED
     run_worker()
     assert len(mail.outbox) == 2
+
+
+def deliver_concurrently(notification_id: int, workers: int = 2) -> list[str]:
+    """The same row delivered by several workers at once (a duplicate queue entry, two worker processes)."""
+    barrier = threading.Barrier(workers)
+    outcomes: list[str] = []
+
+    def deliver() -> None:
+        try:
+            barrier.wait()
+            outcomes.append(notification_deliver(notification_id=notification_id))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=deliver) for _ in range(workers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    return sorted(outcomes)
+
+
+@pytest.fixture
+def confirmation_to_patient(personas, settings, sms_file):
+    settings.EMAIL_BACKEND = f"{__name__}.SlowEmailBackend"
+    booking = book(personas, start=in_days(3))
+    appointment_event(appointment_id=booking.appointment.pk, event="booked")
+    (notification,) = rows(
+        kind=NotificationKind.CONFIRMATION, channel=NotificationChannel.EMAIL, participant__role="patient"
+    )
+    return notification
+
+
+def test_without_the_row_lock_two_workers_send_the_same_message_twice(confirmation_to_patient, monkeypatch):
+    # The race the lock prevents, made visible: with the lock gone both workers see the row pending.
+    monkeypatch.setattr(QuerySet, "select_for_update", lambda self, **kwargs: self)
+    assert deliver_concurrently(confirmation_to_patient.pk) == ["sent", "sent"]
+    assert len(mail.outbox) == 2
+
+
+def test_with_the_row_lock_two_workers_send_the_message_once(confirmation_to_patient):
+    # The second worker skips the locked row ("busy"), or, had it come after the first one committed, finds
+    # it sent: either way one message.
+    assert deliver_concurrently(confirmation_to_patient.pk) in (["busy", "sent"], ["sent", "sent"])
+    assert [m.to for m in mail.outbox] == [["rosa.quispe@example.pe"]]
+    assert (
+        AuditEvent.objects.filter(
+            action=AuditAction.NOTIFICATION_SENT.value, object_id=str(confirmation_to_patient.pk)
+        ).count()
+        == 1
+    )
