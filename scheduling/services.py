@@ -293,7 +293,7 @@ def _refused(by: User, error: ValidationError, patient: Patient) -> None:
         outcome=Outcome.FAILURE,
         patient_id=patient.pk,
         object_type="appointment",
-        details={"code": getattr(error, "code", "") or "invalid"},
+        details={"reason": getattr(error, "code", "") or "invalid"},
         **_actor(by),
     )
 

@@ -412,6 +412,9 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    # One error shape for every refusal; scheduling's refusals mapped to 400/409, gate denials to 404.
+    "EXCEPTION_HANDLER": "scheduling.api.errors.exception_handler",
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Teleconsult API",

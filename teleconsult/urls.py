@@ -2,6 +2,7 @@
 
 from django.urls import include, path
 from django.views.i18n import set_language
+from drf_spectacular.views import SpectacularAPIView
 
 from teleconsult import health
 
@@ -14,5 +15,7 @@ urlpatterns = [
     path("audit/", include("frontend.auditor")),
     path("records/", include("records.urls")),
     path("mine/", include("frontend.patient_urls")),
+    path("api/v1/", include("scheduling.api.urls")),
+    path("api/schema/", SpectacularAPIView.as_view(), name="api_schema"),
     path("", include("frontend.urls")),
 ]
