@@ -57,6 +57,7 @@ from scheduling.notifications import (
     notification_deliver,
     notifications_sweep,
 )
+from tests.factories import PractitionerProfileFactory
 
 
 @dataclass
@@ -109,11 +110,16 @@ def participant_for(
 
 
 def book(
-    personas: object, *, start: dt.datetime, patient: Patient | None = None, rescheduled_from: Appointment | None = None
+    personas: object,
+    *,
+    start: dt.datetime,
+    patient: Patient | None = None,
+    rescheduled_from: Appointment | None = None,
+    practitioner: User | None = None,
 ) -> Booking:
     """A booked teleconsulta for the patient with the practitioner, each with a live join link."""
     establishment = personas.establishment  # type: ignore[attr-defined]
-    practitioner = personas.practitioner  # type: ignore[attr-defined]
+    practitioner = practitioner or personas.practitioner  # type: ignore[attr-defined]
     visit_type, _created = VisitType.objects.get_or_create(
         establishment=establishment,
         name="Consulta de medicina general",
@@ -735,3 +741,33 @@ def test_with_the_row_lock_two_workers_send_the_message_once(confirmation_to_pat
         ).count()
         == 1
     )
+
+
+def test_a_reschedule_to_another_practitioner_cancels_for_one_and_confirms_for_the_other(personas, sms_file):
+    old = book(personas, start=in_days(2))
+    appointment_event(appointment_id=old.appointment.pk, event="booked")
+    run_worker()
+    mail.outbox.clear()
+
+    colleague = PractitionerProfileFactory(user__email="colega@example.test").user
+    cancel(old.appointment, status=AppointmentStatus.RESCHEDULED)
+    old.appointment.refresh_from_db()
+    new = book(
+        personas, start=in_days(3), patient=old.patient, rescheduled_from=old.appointment, practitioner=colleague
+    )
+    appointment_event(appointment_id=new.appointment.pk, event="rescheduled")
+    run_worker()
+    by_address = {m.to[0]: m for m in mail.outbox}
+    assert set(by_address) == {"rosa.quispe@example.pe", "medico@example.test", "colega@example.test"}
+    assert by_address["rosa.quispe@example.pe"].subject.startswith("Cita reprogramada: ")
+    assert by_address["colega@example.test"].subject.startswith("Cita confirmada: ")
+    dropped = by_address["medico@example.test"]
+    assert dropped.subject.startswith("Cita cancelada: ")
+    calendar = ics_of(dropped)
+    assert str(calendar["METHOD"]) == "CANCEL"
+    # The event the first practitioner holds, one version later than their invitation.
+    event = event_of(calendar)
+    assert str(event["UID"]) == f"{old.appointment.public_id}@teleconsult"
+    assert int(event["SEQUENCE"]) == old.appointment.sequence + 1
+    for message in mail.outbox:
+        assert str(event_of(ics_of(message))["UID"]) == f"{old.appointment.public_id}@teleconsult"

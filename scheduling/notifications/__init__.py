@@ -12,19 +12,11 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import uuid
-import zoneinfo
-from dataclasses import dataclass
-from email.utils import parseaddr
 
-import icalendar
 from django.conf import settings
-from django.core.mail import EmailMultiAlternatives
 from django.db import DatabaseError, transaction
-from django.template.loader import render_to_string
 from django.urls import NoReverseMatch, reverse
-from django.utils import timezone, translation
-from django.utils.formats import date_format, time_format
-from django.utils.translation import gettext as _
+from django.utils import timezone
 
 from audit import services as audit
 from audit.actions import AuditAction, Outcome
@@ -40,6 +32,8 @@ from scheduling.models import (
     NotificationStatus,
     ParticipantRole,
 )
+from scheduling.notifications import content
+from scheduling.notifications.content import Recipient
 
 logger = logging.getLogger(__name__)
 
@@ -76,25 +70,30 @@ def appointment_event(*, appointment_id: int, event: str) -> None:
         if kind != NotificationKind.CANCELLED:
             # A cancellation ends the participants' calendar blocks; the notice still goes to all of them.
             participants = [p for p in participants if p.active]
+        old = None
+        if kind == NotificationKind.RESCHEDULED and appointment.rescheduled_from_id:
+            old = Appointment.objects.get(pk=appointment.rescheduled_from_id)
+        before = {p.calendar: p for p in old.participants.order_by("pk")} if old else {}
         planned = []
         for participant in participants:
+            # Someone new to the appointment (a practitioner taking a rescheduled visit over) gets a confirmation.
+            new_here = kind == NotificationKind.RESCHEDULED and participant.calendar not in before
+            own_kind = NotificationKind.CONFIRMATION if new_here else kind
             for channel in _channels(participant):
-                planned.append(_plan(appointment, participant, kind, channel, due=now))
+                planned.append(_plan(appointment, participant, own_kind, channel))
                 if kind == NotificationKind.CANCELLED:
                     continue
-                for reminder, before in REMINDERS.items():
-                    if appointment.start - before > now:
-                        planned.append(
-                            _plan(appointment, participant, reminder, channel, due=appointment.start - before)
-                        )
-        if kind == NotificationKind.RESCHEDULED and appointment.rescheduled_from_id:
-            # Someone who was in the old appointment but not in the new one (another practitioner took it over)
-            # gets the old appointment's cancellation instead.
-            old = Appointment.objects.get(pk=appointment.rescheduled_from_id)
+                for reminder, ahead in REMINDERS.items():
+                    due = appointment.start - ahead
+                    if due > now:
+                        planned.append(_plan(appointment, participant, reminder, channel, due=due))
+        if old is not None:
+            # Someone in the old appointment but not in the new one gets the old appointment's cancellation.
             staying = {p.calendar for p in participants}
-            for participant in old.participants.exclude(calendar__in=staying).order_by("pk"):
-                for channel in _channels(participant):
-                    planned.append(_plan(old, participant, NotificationKind.CANCELLED, channel, due=now))
+            for calendar, participant in before.items():
+                if calendar not in staying:
+                    for channel in _channels(participant):
+                        planned.append(_plan(old, participant, NotificationKind.CANCELLED, channel))
         _enqueue_after_commit([n for n in planned if n is not None])
 
 
@@ -148,7 +147,7 @@ def _plan(
     kind: str,
     channel: str,
     *,
-    due: dt.datetime,
+    due: dt.datetime | None = None,
     unique: str = "",
 ) -> Notification | None:
     key = f"a{appointment.pk}:p{participant.pk}:{kind}:{channel}"
@@ -165,7 +164,7 @@ def _plan(
             "kind": kind,
             "channel": channel,
             "appointment_start": appointment.start,
-            "next_attempt_at": due,
+            "next_attempt_at": due or timezone.now(),
         },
     )
     return notification if created else None
@@ -231,10 +230,11 @@ def notification_deliver(*, notification_id: int) -> str:
             return _skip(notification, "no_join_link")
         try:
             if notification.channel == NotificationChannel.EMAIL:
-                _send_email(notification, recipient, join_url, now)
+                content.email_message(notification, recipient, join_url, now).send()
             else:
                 assert text_backend is not None
-                _send_text(notification, recipient, join_url, text_backend)
+                body = content.text_body(notification, recipient, join_url)
+                text_backend.send(messaging.TextMessage(to=recipient.address, body=body))
         except Exception as exc:
             # Whatever the mail server or the messaging provider raised: retried later; only the exception's
             # class name is kept, its message may quote an address.
@@ -317,16 +317,7 @@ def _audit(notification: Notification, action: AuditAction, outcome: Outcome, **
     )
 
 
-# --- Content ---
-
-
-@dataclass(frozen=True)
-class Recipient:
-    address: str  # an e-mail address or a phone number, by channel
-    language: str
-    is_patient: bool
-    # The participant's own zone when it differs from the establishment's (a specialist abroad, SCH-6).
-    own_zone: str
+# --- Who and where ---
 
 
 def _recipient(notification: Notification) -> Recipient | None:
@@ -363,142 +354,3 @@ def _join_url(participant: AppointmentParticipant) -> str | None:
     except NoReverseMatch:
         path = f"/j/{link.token}"
     return f"{settings.PUBLIC_BASE_URL}{path}"
-
-
-def _root_of(appointment: Appointment) -> Appointment:
-    # A rescheduled appointment is the same calendar event as the one it replaced: one UID for the chain.
-    while appointment.rescheduled_from_id:
-        appointment = Appointment.objects.only("pk", "public_id", "rescheduled_from_id").get(
-            pk=appointment.rescheduled_from_id
-        )
-    return appointment
-
-
-def _when(moment: dt.datetime, zone: str) -> str:
-    local = moment.astimezone(zoneinfo.ZoneInfo(zone))
-    return _("%(weekday)s %(date)s, %(time)s (hora de %(place)s)") % {
-        "weekday": date_format(local, "l"),
-        "date": date_format(local, "DATE_FORMAT"),
-        "time": time_format(local, "TIME_FORMAT"),
-        "place": zone.rsplit("/", 1)[-1].replace("_", " "),
-    }
-
-
-def _headline(kind: str, when: str) -> tuple[str, str]:
-    """(subject, first sentence) of a message, in the active language."""
-    return {
-        NotificationKind.CONFIRMATION: (
-            _("Cita confirmada: %(when)s") % {"when": when},
-            _("Su cita está confirmada para el %(when)s.") % {"when": when},
-        ),
-        NotificationKind.REMINDER_24H: (
-            _("Recordatorio: su cita es mañana, %(when)s") % {"when": when},
-            _("Le recordamos su cita de mañana, %(when)s.") % {"when": when},
-        ),
-        NotificationKind.REMINDER_1H: (
-            _("Recordatorio: su cita empieza en una hora (%(when)s)") % {"when": when},
-            _("Su cita empieza en una hora: %(when)s.") % {"when": when},
-        ),
-        NotificationKind.RESCHEDULED: (
-            _("Cita reprogramada: %(when)s") % {"when": when},
-            _("Su cita fue reprogramada. La nueva fecha es el %(when)s.") % {"when": when},
-        ),
-        NotificationKind.CANCELLED: (
-            _("Cita cancelada: %(when)s") % {"when": when},
-            _("Su cita del %(when)s fue cancelada.") % {"when": when},
-        ),
-        NotificationKind.JOIN_LINK: (
-            _("Su enlace para la cita del %(when)s") % {"when": when},
-            _("Este es su enlace personal para la cita del %(when)s.") % {"when": when},
-        ),
-    }[NotificationKind(kind)]
-
-
-def _context(notification: Notification, recipient: Recipient, join_url: str | None) -> dict[str, object]:
-    appointment = notification.appointment
-    establishment = appointment.establishment
-    when = _when(appointment.start, establishment.time_zone)
-    subject, lead = _headline(notification.kind, when)
-    return {
-        "subject": subject,
-        "lead": lead,
-        "when": when,
-        "when_own_zone": _when(appointment.start, recipient.own_zone) if recipient.own_zone else "",
-        "duration_minutes": int((appointment.end - appointment.start).total_seconds() // 60),
-        "establishment": establishment.name,
-        "service": appointment.get_service_type_display(),
-        "modality": appointment.get_modality_display(),
-        "join_url": join_url,
-        "is_patient": recipient.is_patient,
-        "cancelled": notification.kind == NotificationKind.CANCELLED,
-        "site_url": settings.PUBLIC_BASE_URL,
-    }
-
-
-def _send_email(notification: Notification, recipient: Recipient, join_url: str | None, now: dt.datetime) -> None:
-    with translation.override(recipient.language):
-        context = _context(notification, recipient, join_url)
-        text = render_to_string("scheduling/email/notification.txt", context)
-        html = render_to_string("scheduling/email/notification.html", context)
-        cancelled = notification.kind == NotificationKind.CANCELLED
-        ics = appointment_ics(
-            notification.appointment, recipient=recipient.address, join_url=join_url, cancel=cancelled, now=now
-        )
-        filename = _("cita.ics")
-    message = EmailMultiAlternatives(str(context["subject"]), text, to=[recipient.address])
-    message.attach_alternative(html, "text/html")
-    method = "CANCEL" if cancelled else "REQUEST"
-    message.attach(filename, ics, f"text/calendar; method={method}; charset=utf-8")
-    message.send()
-
-
-def _send_text(
-    notification: Notification, recipient: Recipient, join_url: str | None, backend: messaging.BaseBackend
-) -> None:
-    with translation.override(recipient.language):
-        context = _context(notification, recipient, join_url)
-        body = str(context["lead"])
-        if join_url:
-            body += " " + _("Para unirse: %(url)s") % {"url": join_url}
-        body = "Teleconsult: " + body
-    backend.send(messaging.TextMessage(to=recipient.address, body=body))
-
-
-def appointment_ics(
-    appointment: Appointment, *, recipient: str, join_url: str | None, cancel: bool, now: dt.datetime
-) -> bytes:
-    """The appointment as an iCalendar invitation (or its cancellation) for one participant's calendar.
-
-    Times in UTC; the summary names the service and the establishment, never the patient or the reason.
-    Must run with the recipient's language active.
-    """
-    calendar = icalendar.Calendar()
-    calendar.add("prodid", "-//Teleconsult//Citas//ES")
-    calendar.add("version", "2.0")
-    calendar.add("method", "CANCEL" if cancel else "REQUEST")
-    event = icalendar.Event()
-    event.add("uid", f"{_root_of(appointment).public_id}@teleconsult")
-    event.add("sequence", appointment.sequence)
-    event.add("dtstamp", now.astimezone(dt.UTC))
-    event.add("dtstart", appointment.start.astimezone(dt.UTC))
-    event.add("dtend", appointment.end.astimezone(dt.UTC))
-    event.add(
-        "summary",
-        _("%(service)s · %(establishment)s")
-        % {"service": appointment.get_service_type_display(), "establishment": appointment.establishment.name},
-    )
-    description = [_("Cita en línea (%(modality)s).") % {"modality": appointment.get_modality_display()}]
-    if join_url:
-        description.append(_("Para unirse, abra su enlace personal: %(url)s") % {"url": join_url})
-        event.add("url", join_url)
-        event.add("location", join_url)
-    event.add("description", "\n".join(description))
-    event.add("status", "CANCELLED" if cancel else "CONFIRMED")
-    _name, sender = parseaddr(settings.DEFAULT_FROM_EMAIL)
-    if sender:
-        event.add("organizer", f"mailto:{sender}")
-    attendee = icalendar.vCalAddress(f"mailto:{recipient}")
-    attendee.params["ROLE"] = icalendar.vText("REQ-PARTICIPANT")
-    event.add("attendee", attendee, encode=False)
-    calendar.add_component(event)
-    return calendar.to_ical()
