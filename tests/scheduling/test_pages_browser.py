@@ -94,3 +94,24 @@ def test_practitioner_adds_a_weekly_session(page, world, login_as, live_server):
     sign_in(page, login_as, world.personas.admin, live_server)
     page.goto("/scheduling/visit-types/")
     assert_accessible(page, context="visit types")
+
+
+def test_every_other_staff_page_is_accessible(page, world, login_as, live_server):
+    """The pages the two flows above do not pass through, each rendered in Chromium and checked with axe-core."""
+    appointment = world.appointment.public_id
+    sign_in(page, login_as, world.personas.coordinator, live_server)
+    for path, context in (
+        ("/scheduling/interconsultation/", "teleinterconsulta booking"),
+        (f"/scheduling/appointments/{appointment}/reschedule/", "reschedule"),
+        (
+            f"/scheduling/availability/{world.personas.practitioner.pk}/",
+            "a practitioner's availability, by a coordinator",
+        ),
+    ):
+        page.goto(path)
+        assert page.locator("h1").first.is_visible(), context
+        assert_accessible(page, context=context)
+    sign_in(page, login_as, world.personas.admin, live_server)
+    page.goto(f"/scheduling/visit-types/{world.clinic.visit_type.pk}/")
+    assert page.get_by_label("Nombre", exact=True).input_value() == world.clinic.visit_type.name
+    assert_accessible(page, context="visit type edit")
