@@ -241,6 +241,12 @@ class NoteAmendment(models.Model):
 
     note = models.ForeignKey(ClinicalNote, on_delete=models.PROTECT, related_name="amendments")
     author = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    # The author's registry data at the time (part of what is signed; a later profile change must not alter it).
+    author_name = models.CharField(max_length=200)
+    author_profession = models.CharField(max_length=32)
+    author_registry_body = models.CharField(max_length=8)
+    author_registry_number = models.CharField(max_length=10)
+    author_rne = models.CharField(max_length=10, blank=True)
     reason = EncryptedTextField(purpose="records.note_amendment.reason")
     text = EncryptedTextField(purpose="records.note_amendment.text")
     created_at = models.DateTimeField(default=timezone.now)
