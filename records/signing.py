@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import inspect
 import json
 from typing import Any
 
@@ -377,12 +378,17 @@ def _require_fresh_second_factor(reauthenticated: bool) -> None:
         )
 
 
-def _unacknowledged_alerts(note: ClinicalNote) -> list[Any]:
+def _unacknowledged_alerts(note: ClinicalNote, content: dict[str, Any]) -> list[Any]:
     try:
         from records import medications
     except ImportError:
         return []
-    return list(medications.unacknowledged_alerts(note))
+    check = medications.unacknowledged_alerts
+    # The medications module works on plain data (note id, patient, the note's prescriptions); the shared
+    # contract named a single `note` argument. Accept either until the two are reconciled.
+    if "note_id" in inspect.signature(check).parameters:
+        return list(check(note_id=note.pk, patient=note.patient, prescriptions=content["prescriptions"]))
+    return list(check(note))
 
 
 @transaction.atomic
@@ -395,12 +401,13 @@ def note_sign(*, note: ClinicalNote, signer: User, reauthenticated: bool) -> Cli
         raise ValidationError(_("La nota ya está firmada."), code="signed")
     if locked.author_id != signer.pk:
         raise ValidationError(_("Solo el autor firma su nota."), code="not_author")
-    missing = missing_sections_for_signing(note_content(locked))
+    content = note_content(locked)
+    missing = missing_sections_for_signing(content)
     if missing:
         raise ValidationError(
             _("Complete antes de firmar: %(sections)s.") % {"sections": "; ".join(missing)}, code="missing_sections"
         )
-    if _unacknowledged_alerts(locked):
+    if _unacknowledged_alerts(locked, content):
         raise ValidationError(
             _("Hay alertas de la receta sin confirmar: revíselas e indique el motivo antes de firmar."),
             code="unacknowledged_alerts",
