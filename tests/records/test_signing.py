@@ -305,3 +305,34 @@ def test_pkcs12_bad_input_is_refused(personas):
     with pytest.raises(ValidationError):
         practitioner_key_import(user=personas.practitioner, p12_bytes=p12, password="clave-secreta", by=personas.admin)
     assert not PractitionerKey.objects.exists()
+
+
+def test_signing_waits_for_prescription_alerts_to_be_acknowledged(personas):
+    """Runs once records.medications is merged (it lives on another branch while issue 5 is built)."""
+    medications = pytest.importorskip("records.medications")
+    from tests.records.encounter_support import verified
+
+    patient = registered_patient(personas)
+    doctor = verified(personas.practitioner)
+    note = note_create(encounter=started_encounter(personas, patient), author=doctor)
+    medications.allergy_record(patient=patient, substance="Penicilina", severity="severe", recorded_by=doctor)
+    content = complete_content()
+    content["prescriptions"][0]["drug"] = "Amoxicilina"
+    note = note_save_draft(note=note, content=content, by=doctor, expected_version=1)
+    with pytest.raises(ValidationError) as error:
+        note_sign(note=note, signer=doctor, reauthenticated=True)
+    assert error.value.code == "unacknowledged_alerts"
+    assert ClinicalNote.objects.get(pk=note.pk).status == "draft"
+    pending = medications.unacknowledged_alerts(
+        note_id=note.pk, patient=patient, prescriptions=note_content(note)["prescriptions"]
+    )
+    for prescription_id, alert in pending:
+        medications.alert_acknowledge(
+            patient=patient,
+            note_id=note.pk,
+            prescription_id=prescription_id,
+            alert=alert,
+            reason="Sin alternativa disponible",
+            by=doctor,
+        )
+    assert note_sign(note=note, signer=doctor, reauthenticated=True).status == "signed"
