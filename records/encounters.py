@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable
+from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
@@ -37,7 +38,7 @@ CARE_AFTER_ENCOUNTER = dt.timedelta(days=30)
 Participant = tuple[User, str, Establishment | None]
 
 
-def _actor(by: User | None) -> dict[str, object]:
+def _actor(by: User | None) -> dict[str, Any]:
     return {"actor_user_id": by.pk if by else None, "actor_role": by.role if by else "system"}
 
 

@@ -285,6 +285,8 @@ def practitioner_key_import(*, user: User, p12_bytes: bytes, password: str | byt
         raise ValidationError(
             _("El archivo PKCS#12 no contiene una clave privada y su certificado."), code="pkcs12_incomplete"
         )
+    if not isinstance(private_key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey):
+        raise ValidationError(_("El tipo de clave del certificado no es compatible."), code="unsupported_key")
     algorithm = _algorithm_of(private_key)
     if _public_pem(private_key) != certificate.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
