@@ -15,7 +15,15 @@ from accounts.access import AccessDenied, require_role
 from accounts.models import Role, User
 from audit import services as audit
 from audit.actions import AuditAction, Outcome, Purpose
-from records.models import BreakGlassAccess, CareRelationship, DataRightsRequest, Patient
+from records.models import (
+    BreakGlassAccess,
+    CareRelationship,
+    ClinicalNote,
+    DataRightsRequest,
+    Encounter,
+    NoteStatus,
+    Patient,
+)
 
 
 @dataclass(frozen=True)
@@ -207,3 +215,81 @@ def patient_for_data_protection(user: User, patient_id: int) -> Patient:
         details={"for": "data_protection"},
     )
     return patient
+
+
+def _deny(user: User, *, patient_id: int | None, object_type: str, object_id: object) -> AccessDenied:
+    audit.record(
+        action=AuditAction.CHART_ACCESS_DENIED,
+        outcome=Outcome.DENIED,
+        actor_user_id=getattr(user, "pk", None),
+        actor_role=getattr(user, "role", "") or "anonymous",
+        patient_id=patient_id,
+        object_type=object_type,
+        object_id=object_id if isinstance(object_id, (int, str)) and not isinstance(object_id, bool) else "",
+    )
+    return AccessDenied()
+
+
+def encounter_for(user: User, encounter_id: int) -> Encounter:
+    """One encounter (its metadata: service, modality, participants) for whoever may read the patient's chart:
+    a treating practitioner (care relationship or break-glass) or the patient themself. Audited."""
+    encounter = (
+        Encounter.objects.select_related("patient", "origin_establishment", "consulted_establishment")
+        .filter(pk=encounter_id)
+        .first()
+        if isinstance(encounter_id, int)
+        else None
+    )
+    decision = chart_policy(user, encounter.patient_id) if encounter else None
+    if encounter is None or decision is None:
+        raise _deny(
+            user,
+            patient_id=encounter.patient_id if encounter else None,
+            object_type="encounter",
+            object_id=encounter_id,
+        )
+    purpose, via = decision
+    audit.record(
+        action=AuditAction.ENCOUNTER_VIEWED,
+        purpose=purpose,
+        actor_user_id=user.pk,
+        actor_role=user.role,
+        patient_id=encounter.patient_id,
+        object_type="encounter",
+        object_id=encounter.pk,
+        details={"via": via},
+    )
+    return encounter
+
+
+def note_for(user: User, note_id: int, *, to_edit: bool = False) -> ClinicalNote:
+    """A clinical note. Practitioners with access to the chart read every note of it; patients read only their
+    own signed notes. To edit: a draft only by its author; a signed note (to amend it) by any practitioner with
+    access. Coordinators, admins and auditors never. Audited; denied looks missing."""
+    note = (
+        ClinicalNote.objects.select_related("encounter", "patient").filter(pk=note_id).first()
+        if isinstance(note_id, int)
+        else None
+    )
+    decision = chart_policy(user, note.patient_id) if note else None
+    if note is not None and decision is not None:
+        purpose, via = decision
+        if via == "self":
+            allowed = note.status == NoteStatus.SIGNED and not to_edit
+        else:
+            allowed = not to_edit or note.status == NoteStatus.SIGNED or note.author_id == user.pk
+    else:
+        allowed = False
+    if not allowed:
+        raise _deny(user, patient_id=note.patient_id if note else None, object_type="note", object_id=note_id)
+    audit.record(
+        action=AuditAction.NOTE_VIEWED,
+        purpose=purpose,
+        actor_user_id=user.pk,
+        actor_role=user.role,
+        patient_id=note.patient_id,
+        object_type="note",
+        object_id=note.pk,
+        details={"via": via, "to_edit": to_edit},
+    )
+    return note
