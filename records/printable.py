@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import json
 import logging
 import zoneinfo
 from collections.abc import Mapping, Sequence
@@ -18,12 +19,34 @@ from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
+from django.utils import translation
 from fpdf import FPDF
 from fpdf.fonts import FontFace
 from pyhanko.keys.internal import translate_pyca_cryptography_cert_to_asn1, translate_pyca_cryptography_key_to_asn1
 from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
 from pyhanko.sign import fields, signers
 from pyhanko_certvalidator.registry import SimpleCertificateStore
+
+from accounts.access import AccessDenied
+from accounts.models import Establishment, PractitionerProfile, Profession, Role, User
+from audit import services as audit
+from audit.actions import AuditAction, Purpose
+from records.access import note_for
+from records.models import (
+    ClinicalHistoryNumber,
+    ClinicalNote,
+    DocumentType,
+    Encounter,
+    EncounterParticipant,
+    Modality,
+    NoteAmendment,
+    NoteStatus,
+    Patient,
+    PatientIdentifier,
+    ServiceType,
+    Sex,
+)
+from records.signing import practitioner_signing_material
 
 # fontTools reports every font subset at INFO: a dozen lines per document, of no use in the service's logs.
 logging.getLogger("fontTools.subset").setLevel(logging.WARNING)
@@ -339,3 +362,156 @@ def sign_pdf(
     writer = IncrementalPdfFileWriter(io.BytesIO(pdf_bytes))
     output = signers.sign_pdf(writer, metadata, signer=signer)
     return output.getvalue()
+
+
+# --- From a signed note
+
+
+def _person_name(patient: Patient) -> str:
+    return " ".join(part for part in (patient.given_names, patient.paternal_surname, patient.maternal_surname) if part)
+
+
+def _age(birth_date: dt.date, on: dt.date) -> str:
+    months = (on.year - birth_date.year) * 12 + on.month - birth_date.month - (on.day < birth_date.day)
+    if months < 12:
+        return f"{months} {'mes' if months == 1 else 'meses'}"
+    years = months // 12
+    return f"{years} {'año' if years == 1 else 'años'}"
+
+
+# The document printed on the record when a patient has several: the national one first.
+_DOCUMENT_PREFERENCE = [DocumentType.DNI, DocumentType.FOREIGNER_CARD, DocumentType.PASSPORT]
+
+
+def _document(patient: Patient) -> str:
+    identifiers = sorted(
+        PatientIdentifier.objects.filter(patient=patient), key=lambda i: _DOCUMENT_PREFERENCE.index(i.document_type)
+    )
+    if not identifiers:
+        return ""
+    identifier = identifiers[0]
+    label = DocumentType(identifier.document_type).label
+    country = f" ({identifier.issuing_country})" if identifier.document_type == DocumentType.PASSPORT else ""
+    return f"{label}{country} {identifier.value}"
+
+
+def _cie10_title(code: str) -> str:
+    # The CIE-10 list (records.cie10) is built alongside this module; until it is present the code alone prints.
+    try:
+        from records import cie10
+    except ImportError:
+        return ""
+    entry = cie10.lookup(code)
+    return entry.title_es if entry else ""
+
+
+def _establishment(establishment: Establishment) -> PrintableEstablishment:
+    return PrintableEstablishment(establishment.name, establishment.renipress_code)
+
+
+def printable_encounter(note: ClinicalNote) -> PrintableEncounter:
+    """Gather a signed note's record for printing (decrypting it). Callers gate and audit."""
+    if note.status != NoteStatus.SIGNED or note.signed_by is None or note.signed_at is None:
+        raise ValueError("Only a signed note has a printable record.")
+    encounter = Encounter.objects.select_related("origin_establishment", "consulted_establishment", "patient").get(
+        pk=note.encounter_id
+    )
+    patient = encounter.patient
+    origin = encounter.origin_establishment
+    zone = zoneinfo.ZoneInfo(origin.time_zone)
+    signer_user = note.signed_by
+    participant = EncounterParticipant.objects.filter(encounter=encounter, user=signer_user).first()
+    if participant is not None:
+        signer_name, profession_code = participant.full_name, participant.profession
+        body, number, rne = participant.registry_body, participant.registry_number, participant.rne
+    else:
+        profile = PractitionerProfile.objects.get(user=signer_user)
+        signer_name, profession_code = signer_user.full_name, profile.profession
+        body, number, rne = profile.registry_body, profile.registry_number, profile.rne
+    history = ClinicalHistoryNumber.objects.filter(patient=patient, establishment=origin).first()
+    content = json.loads(note.content)
+    on = (encounter.started_at or note.signed_at).astimezone(zone).date()
+    # Choice labels are Spanish source strings; the record is in Spanish whatever the reader's language.
+    with translation.override("es-pe"):
+        return PrintableEncounter(
+            establishment=_establishment(origin),
+            consulted_establishment=(
+                _establishment(encounter.consulted_establishment) if encounter.consulted_establishment else None
+            ),
+            patient=PrintablePatient(
+                full_name=_person_name(patient),
+                document=_document(patient),
+                age=_age(patient.birth_date, on),
+                sex=str(Sex(patient.sex).label),
+                history_number=history.number if history else "",
+            ),
+            time_zone=origin.time_zone,
+            started_at=encounter.started_at,
+            ended_at=encounter.ended_at,
+            service_type=str(ServiceType(encounter.service_type).label),
+            modality=str(Modality(encounter.modality_used or encounter.modality_planned).label),
+            content=content,
+            diagnoses=[
+                PrintableDiagnosis(code=code, title=_cie10_title(code), type=diagnosis.get("type", ""))
+                for diagnosis in content.get("diagnoses") or []
+                for code in [diagnosis.get("code", "")]
+            ],
+            signer=PrintableSigner(
+                full_name=signer_name,
+                profession=str(Profession(profession_code).label) if profession_code in Profession.values else "",
+                registry_body=body,
+                registry_number=number,
+                rne=rne,
+                signed_at=note.signed_at,
+                content_sha256=note.content_sha256,
+            ),
+            amendments=[
+                PrintableAmendment(
+                    created_at=amendment.created_at,
+                    author=(
+                        f"{amendment.author_name} ({amendment.author_registry_body} {amendment.author_registry_number})"
+                    ),
+                    reason=amendment.reason,
+                    text=amendment.text,
+                )
+                for amendment in NoteAmendment.objects.filter(note=note).order_by("created_at", "pk")
+            ],
+        )
+
+
+def encounter_pdf(*, note: ClinicalNote) -> bytes:
+    """The signed PDF of a signed note, signed with its signer's key and certificate. Callers gate and audit."""
+    data = printable_encounter(note)
+    key, certificate, chain = practitioner_signing_material(note.signed_by)
+    return sign_pdf(
+        render_encounter_pdf(data),
+        key=key,
+        certificate=certificate,
+        chain=chain,
+        location=data.establishment.name,
+        signer_name=data.signer.full_name,
+    )
+
+
+def encounter_pdf_for_download(*, user: User, note_id: int) -> bytes:
+    """The printable record for `user`: the patient their own signed notes, a practitioner with access to the
+    chart any signed note of it (records.access.note_for decides and audits the read). Each download is audited.
+
+    A draft has no printable record: it is refused like a missing note.
+    """
+    note = note_for(user, note_id)
+    if note.status != NoteStatus.SIGNED:
+        raise AccessDenied
+    content = encounter_pdf(note=note)
+    purpose = Purpose.PATIENT_REQUEST if user.role == Role.PATIENT else Purpose.TREATMENT
+    audit.record(
+        action=AuditAction.NOTE_PDF_DOWNLOADED,
+        purpose=purpose,
+        actor_user_id=user.pk,
+        actor_role=user.role,
+        patient_id=note.patient_id,
+        object_type="note",
+        object_id=note.pk,
+        details={"bytes": len(content)},
+    )
+    return content
