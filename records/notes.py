@@ -460,6 +460,9 @@ def note_create(*, encounter: Encounter, author: User, template: NoteTemplate | 
         raise ValidationError(_("Solo un profesional que participa en la atención escribe su nota."), code="role")
     if encounter.status == EncounterStatus.CANCELLED:
         raise ValidationError(_("La atención fue cancelada."), code="cancelled")
+    if template is not None:
+        # Read again: the admin may have withdrawn it since the editor was opened.
+        template = NoteTemplate.objects.filter(pk=template.pk).first()
     if template is not None and not template.is_active:
         raise ValidationError({"template": _("La plantilla ya no está disponible.")}, code="inactive")
     content = validate_content(_merge(empty_content(), template.content if template else {}))
