@@ -151,7 +151,8 @@ class _Record(FPDF):
 def _text(value: Any) -> str:
     if value is None:
         return ""
-    return str(value).strip()
+    # Line breaks as typed (any convention); tabs as a space (the font has no glyph for them).
+    return str(value).replace("\r\n", "\n").replace("\r", "\n").replace("\t", " ").strip()
 
 
 def _local(value: dt.datetime | None, zone: zoneinfo.ZoneInfo, fmt: str = "%d/%m/%Y %H:%M") -> str:
@@ -271,29 +272,23 @@ def render_encounter_pdf(data: PrintableEncounter) -> bytes:
         pdf.set_font(FONT, "", 8)
         pdf.set_draw_color(150)
         with pdf.table(
-            col_widths=(34, 16, 12, 18, 16, 12, 26),
+            col_widths=(40, 18, 14, 22, 18, 14),
             text_align="LEFT",
             line_height=4.2,
             headings_style=FontFace(family=FONT, emphasis="BOLD", fill_color=(230, 230, 230)),
         ) as table:
-            table.row(("Medicamento", "Dosis", "Vía", "Frecuencia", "Duración", "Cantidad", "Instrucciones"))
+            table.row(("Medicamento", "Dosis", "Vía", "Frecuencia", "Duración", "Cantidad"))
             for item in prescriptions:
                 drug = " ".join(_text(item.get(k)) for k in ("drug", "concentration", "form") if _text(item.get(k)))
                 dose = " ".join(_text(item.get(k)) for k in ("dose", "dose_unit") if _text(item.get(k)))
-                table.row(
-                    tuple(
-                        value or "-"
-                        for value in (
-                            drug,
-                            dose,
-                            _text(item.get("route")),
-                            _text(item.get("frequency")),
-                            _text(item.get("duration")),
-                            _text(item.get("quantity")),
-                            _text(item.get("instructions")),
-                        )
-                    )
-                )
+                others = (_text(item.get(k)) for k in ("route", "frequency", "duration", "quantity"))
+                table.row(tuple(value or "-" for value in (drug, dose, *others)))
+                # Instructions (up to 1,000 characters) get the full width: in a narrow column a long text
+                # would make a row taller than a page, which the table cannot split.
+                instructions = _text(item.get("instructions"))
+                if instructions:
+                    row = table.row()
+                    row.cell(f"Indicaciones de uso: {instructions}", colspan=6)
     else:
         paragraph("")
 

@@ -387,3 +387,33 @@ def test_metadata_names_no_patient(signed):
     for private in ("María", "Ñañez", "Peña", "40817263", "HC-000123"):
         assert private not in metadata
     assert info["/Title"] == "Registro de atención por telemedicina"
+
+
+def test_a_note_at_every_size_limit_renders_over_many_pages():
+    # The limits of records.notes: 10,000 characters per text section, 30 prescriptions with every field full.
+    long_text = ("Evolución tórpida;\tsin mejoría.\r\n" * 400)[:10_000]
+    prescription = {
+        "drug": "D" * 200,
+        "concentration": "C" * 100,
+        "form": "F" * 100,
+        "dose": "9" * 50,
+        "dose_unit": "u" * 30,
+        "route": "r" * 50,
+        "frequency": "q" * 100,
+        "duration": "d" * 100,
+        "quantity": "n" * 50,
+        "instructions": "Tomar con agua " * 66,
+    }
+    data = sample_encounter()
+    content = {
+        **data.content,
+        **{key: long_text for key in ("reason", "history", "plan", "treatment", "indications")},
+        "anamnesis": {"story": long_text},
+        "prescriptions": [prescription] * 30,
+    }
+
+    text = extract_text(render_encounter_pdf(replace(data, content=content)))
+
+    assert text.count("Página ") > 10
+    assert "Evolución tórpida; sin mejoría." in text
+    assert text.index("\nPróxima cita\n") < text.index("\nFirma\n")
