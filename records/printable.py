@@ -28,10 +28,10 @@ from pyhanko.sign import fields, signers
 from pyhanko_certvalidator.registry import SimpleCertificateStore
 
 from accounts.access import AccessDenied
-from accounts.models import Establishment, PractitionerProfile, Profession, Role, User
+from accounts.models import Establishment, PractitionerProfile, Profession, User
 from audit import services as audit
 from audit.actions import AuditAction, Purpose
-from records.access import note_for
+from records.access import chart_policy, note_for
 from records.models import (
     ClinicalHistoryNumber,
     ClinicalNote,
@@ -498,7 +498,9 @@ def encounter_pdf_for_download(*, user: User, note_id: int) -> bytes:
     if note.status != NoteStatus.SIGNED:
         raise AccessDenied
     content = encounter_pdf(note=note)
-    purpose = Purpose.PATIENT_REQUEST if user.role == Role.PATIENT else Purpose.TREATMENT
+    # The same purpose of use as the read the gate just audited (treatment, or emergency after break-glass).
+    decision = chart_policy(user, note.patient_id)
+    purpose = decision[0] if decision else Purpose.TREATMENT
     audit.record(
         action=AuditAction.NOTE_PDF_DOWNLOADED,
         purpose=purpose,

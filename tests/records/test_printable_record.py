@@ -15,6 +15,7 @@ from pyhanko_certvalidator import ValidationContext
 
 from accounts.access import AccessDenied
 from audit.models import AuditEvent
+from records.access import break_glass
 from records.encounters import encounter_finish, encounter_unscheduled
 from records.models import DocumentType, PractitionerKey, Sex, SigningAuthority
 from records.notes import note_create, note_save_draft
@@ -188,6 +189,16 @@ def test_the_treating_practitioner_may_print_it(personas, signed_note):
 
     assert encounter_pdf_for_download(user=personas.practitioner, note_id=signed_note.pk).startswith(b"%PDF-")
     assert AuditEvent.objects.get(action="records.note.pdf_downloaded").purpose == "treatment"
+
+
+@pytest.mark.django_db
+def test_a_download_under_break_glass_is_audited_as_an_emergency(personas, signed_note):
+    outsider = _verified(personas.outsider)
+    break_glass(user=outsider, patient_id=signed_note.patient_id, reason="Paciente inconsciente en emergencia")
+
+    encounter_pdf_for_download(user=outsider, note_id=signed_note.pk)
+
+    assert AuditEvent.objects.get(action="records.note.pdf_downloaded").purpose == "emergency"
 
 
 @pytest.mark.django_db
