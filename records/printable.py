@@ -261,7 +261,8 @@ def render_encounter_pdf(data: PrintableEncounter) -> bytes:
         paragraph("")
     for number, diagnosis in enumerate(data.diagnoses, start=1):
         kind = DIAGNOSIS_TYPES.get(diagnosis.type, diagnosis.type)
-        line(f"{number}. {diagnosis.code} - {diagnosis.title} ({kind})")
+        title = f" - {diagnosis.title}" if diagnosis.title else ""
+        line(f"{number}. {diagnosis.code}{title} ({kind})")
 
     heading("Plan de trabajo")
     paragraph(content.get("plan"))

@@ -160,6 +160,7 @@ def test_the_pdf_is_signed_with_the_practitioners_certificate(personas, signed_n
     assert signed_note.content_sha256 in text
     assert "Rosa Elena Núñez Peña" in text
     assert "Corrección de la cantidad" in text and "Son 10 tabletas." in text
+    assert "1. J02.9" in text and "(Definitivo)" in text
     assert text.index("Firma\n") < text.index("Enmiendas\n")
 
 
