@@ -71,6 +71,7 @@ class AuditAction(StrEnum):
     NOTE_TEMPLATE_UPDATED = "records.note_template.updated"
     SIGNING_KEY_CREATED = "records.signing_key.created"
     SIGNING_KEY_IMPORTED = "records.signing_key.imported"
+    NOTE_PDF_DOWNLOADED = "records.note.pdf_downloaded"
     # scheduling: availability, appointments, join links and notifications
     VISIT_TYPE_CREATED = "scheduling.visit_type.created"
     VISIT_TYPE_UPDATED = "scheduling.visit_type.updated"
