@@ -57,6 +57,13 @@ class AuditAction(StrEnum):
     RIGHTS_QUEUE_VIEWED = "records.rights_queue.viewed"
     RIGHTS_REQUEST_VIEWED = "records.rights_request.viewed"
     LEGAL_REPRESENTATIVE_ADDED = "records.legal_representative.added"
+    ALLERGY_RECORDED = "records.allergy.recorded"
+    ALLERGY_UPDATED = "records.allergy.updated"
+    PROBLEM_RECORDED = "records.problem.recorded"
+    PROBLEM_UPDATED = "records.problem.updated"
+    MEDICATION_RECORDED = "records.medication.recorded"
+    MEDICATION_UPDATED = "records.medication.updated"
+    PRESCRIPTION_ALERT_ACKNOWLEDGED = "records.prescription_alert.acknowledged"
     # scheduling: availability, appointments, join links and notifications
     VISIT_TYPE_CREATED = "scheduling.visit_type.created"
     VISIT_TYPE_UPDATED = "scheduling.visit_type.updated"

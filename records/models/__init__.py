@@ -1,4 +1,4 @@
-"""Records' models: patients and identity, consent."""
+"""Records' models: patients and identity, consent, allergies, problems and medication."""
 
 from records.models.care import BreakGlassAccess, CareRelationship, CareSource
 from records.models.consent import (
@@ -7,6 +7,18 @@ from records.models.consent import (
     ConsentKind,
     ConsentMethod,
     Decision,
+)
+from records.models.medications import (
+    AlertKind,
+    Allergy,
+    AllergySeverity,
+    AllergyStatus,
+    Medication,
+    MedicationSource,
+    MedicationStatus,
+    PrescriptionAlertAcknowledgement,
+    Problem,
+    ProblemStatus,
 )
 from records.models.patients import (
     ClinicalHistoryNumber,
@@ -25,6 +37,10 @@ from records.models.patients import (
 from records.models.rights import DataRightsRequest, RightsKind, RightsStatus
 
 __all__ = [
+    "AlertKind",
+    "Allergy",
+    "AllergySeverity",
+    "AllergyStatus",
     "BreakGlassAccess",
     "CareRelationship",
     "CareSource",
@@ -40,10 +56,16 @@ __all__ = [
     "Insurance",
     "LegalHold",
     "LegalRepresentative",
+    "Medication",
+    "MedicationSource",
+    "MedicationStatus",
     "Patient",
     "PatientIdentifier",
     "PatientRevision",
     "PossibleDuplicate",
+    "PrescriptionAlertAcknowledgement",
+    "Problem",
+    "ProblemStatus",
     "RepresentativeRelationship",
     "RightsKind",
     "RightsStatus",
