@@ -132,7 +132,7 @@ def allergy_record(
         object_type="allergy",
         object_id=allergy.pk,
         severity=severity,
-        coded=bool(allergy.allergy_key),
+        in_drug_table=bool(allergy.allergy_key),
     )
     return allergy
 
