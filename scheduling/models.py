@@ -318,3 +318,71 @@ class JoinLink(models.Model):
 
     def __str__(self) -> str:
         return f"join link #{self.pk}"
+
+
+class NotificationKind(models.TextChoices):
+    CONFIRMATION = "confirmation", _("Confirmación")
+    REMINDER_24H = "reminder_24h", _("Recordatorio (24 horas antes)")
+    REMINDER_1H = "reminder_1h", _("Recordatorio (1 hora antes)")
+    RESCHEDULED = "rescheduled", _("Aviso de reprogramación")
+    CANCELLED = "cancelled", _("Aviso de cancelación")
+    JOIN_LINK = "join_link", _("Enlace para unirse")
+
+
+class NotificationChannel(models.TextChoices):
+    EMAIL = "email", _("Correo electrónico")
+    # A text message: SMS or WhatsApp, whichever the configured messaging backend delivers through.
+    SMS = "sms", _("SMS / WhatsApp")
+
+
+class NotificationStatus(models.TextChoices):
+    PENDING = "pending", _("Pendiente")
+    SENT = "sent", _("Enviada")
+    FAILED = "failed", _("Fallida")
+    SKIPPED = "skipped", _("Omitida")
+
+
+class Notification(models.Model):
+    """One message to one participant about one appointment through one channel (SCH-8): the worker's outbox.
+
+    The idempotency key makes a message exist once however often it is planned; the worker sends a row at
+    most once (it locks the row and sends only while it is pending). Addresses and the join link are read
+    when the message is sent, never stored here.
+    """
+
+    appointment = models.ForeignKey(Appointment, on_delete=models.PROTECT, related_name="notifications")
+    participant = models.ForeignKey(AppointmentParticipant, on_delete=models.PROTECT, related_name="notifications")
+    kind = models.CharField(max_length=16, choices=NotificationKind.choices)
+    channel = models.CharField(max_length=8, choices=NotificationChannel.choices)
+    idempotency_key = models.CharField(max_length=200, unique=True)
+    # The appointment's start when the message was planned: a reminder whose appointment moved is skipped.
+    appointment_start = models.DateTimeField()
+    status = models.CharField(max_length=8, choices=NotificationStatus.choices, default=NotificationStatus.PENDING)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    # When the next (or first) attempt is due; reminders are due 24 h and 1 h before the start.
+    next_attempt_at = models.DateTimeField()
+    sent_at = models.DateTimeField(null=True, blank=True)
+    # An error class name or a skip reason code: never an address, a name or a provider's message text.
+    last_error = models.CharField(max_length=64, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ["next_attempt_at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(kind__in=NotificationKind.values), name="scheduling_notification_kind_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(channel__in=NotificationChannel.values), name="scheduling_notification_channel_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(status__in=NotificationStatus.values), name="scheduling_notification_status_valid"
+            ),
+            models.CheckConstraint(
+                condition=~Q(status="sent") | Q(sent_at__isnull=False), name="scheduling_notification_sent_at"
+            ),
+        ]
+        indexes = [models.Index(fields=["status", "next_attempt_at"], name="scheduling_notif_due")]
+
+    def __str__(self) -> str:
+        return f"notification #{self.pk}"

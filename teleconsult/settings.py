@@ -403,6 +403,11 @@ JOIN_LINK_OPENS_MINUTES_BEFORE = env_int("JOIN_LINK_OPENS_MINUTES_BEFORE", 30, m
 JOIN_LINK_GRACE_MINUTES_AFTER = env_int("JOIN_LINK_GRACE_MINUTES_AFTER", 30, minimum=0)
 # Earliest a slot may be booked, counted from now.
 BOOKING_MIN_NOTICE_MINUTES = env_int("BOOKING_MIN_NOTICE_MINUTES", 0, minimum=0)
+# Where links in e-mails and text messages point (the public address of the site, without a trailing slash).
+PUBLIC_BASE_URL = env_str("PUBLIC_BASE_URL", "http://localhost:8000").rstrip("/")
+# Dotted path of the text-message (SMS/WhatsApp) backend; unset: a file under var/ in development, none in
+# production (messages are then skipped, never written to disk).
+SMS_BACKEND = env_optional("SMS_BACKEND")
 
 # --- Background tasks (notifications, SCH-8): django-tasks with its database backend (docs/decisions.md) ---
 TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}

@@ -14,6 +14,7 @@ urlpatterns = [
     # The auditor's pages live in frontend (audit is the lowest app and knows nothing of users or roles).
     path("audit/", include("frontend.auditor")),
     path("records/", include("records.urls")),
+    path("scheduling/", include("scheduling.urls")),
     path("mine/", include("frontend.patient_urls")),
     path("api/v1/", include("scheduling.api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api_schema"),

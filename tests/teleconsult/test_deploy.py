@@ -56,7 +56,17 @@ def test_compose_file_validates():
 def test_compose_file_has_every_production_service():
     services = _compose("config", "--services", env=COMPOSE_ENV)
     assert services.returncode == 0, services.stderr
-    assert set(services.stdout.split()) == {"postgres", "redis", "migrate", "web", "worker", "caddy", "coturn"}
+    assert set(services.stdout.split()) == {
+        "postgres",
+        "redis",
+        "migrate",
+        "web",
+        "worker",
+        "task-worker",
+        "scheduling-sweep",
+        "caddy",
+        "coturn",
+    }
     rendered = _compose("config", env=COMPOSE_ENV).stdout
     assert "replicas: 2" in rendered
     assert "/readyz" in rendered

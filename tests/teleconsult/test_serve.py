@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import signal
 import socket
@@ -16,6 +18,11 @@ from pathlib import Path
 import psutil
 import pytest
 from django.conf import settings
+from django.db import connection
+
+from scheduling.models import Notification, NotificationStatus
+from scheduling.notifications import appointment_event
+from tests.scheduling.test_notifications import book, in_days
 
 ROOT = Path(settings.BASE_DIR)
 
@@ -60,10 +67,19 @@ def _get(url: str) -> int:
         return int(response.status)
 
 
+def _cmdline(child: psutil.Process) -> list[str]:
+    # A worker that just exited (on the unmigrated embedded database the task worker does) is a zombie
+    # until serve reaps it.
+    try:
+        return child.cmdline()
+    except psutil.Error:
+        return []
+
+
 def _wait_for_children(process: subprocess.Popen[str], needle: str, timeout: float = 30) -> list[psutil.Process]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        found = [c for c in psutil.Process(process.pid).children() if needle in " ".join(c.cmdline())]
+        found = [c for c in psutil.Process(process.pid).children() if needle in " ".join(_cmdline(c))]
         if found:
             return found
         time.sleep(0.1)
@@ -92,11 +108,14 @@ def test_serve_on_the_embedded_database_starts_supervises_and_stops_cleanly(tmp_
         pgdata = tmp_path / "pgdata"
         assert (pgdata / "postmaster.pid").exists()
 
-        # A worker killed outright (no chance to release its database handle) is restarted.
+        # Every background worker is started (the task worker at work is checked on a migrated database
+        # below); one killed outright (no chance to release its database handle) is restarted.
+        assert "db_worker" in banner and "scheduling_sweep" in banner
+        _wait_for_children(process, "scheduling_sweep")
         workers = _wait_for_children(process, "audit_seal")
         for worker in workers:
             worker.kill()
-        _wait_for_line(process, "restarting it in", timeout=30)
+        _wait_for_line(process, "The worker audit_seal exited", timeout=30)
         children = psutil.Process(process.pid).children(recursive=True)
 
         process.send_signal(signal.SIGINT)
@@ -161,3 +180,47 @@ def test_serve_rejects_a_malformed_port_variable(tmp_path, value):
     )
     assert result.returncode == 2
     assert result.stderr.startswith("Configuration error: PORT")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_serve_runs_the_task_worker_that_sends_notifications(personas, tmp_path):
+    """`make run` delivers what the application queues: a booking's confirmation reaches the mail and text
+    message files under var/, sent by serve's own task worker (on this test's database and keys)."""
+    booking = book(personas, start=in_days(3))
+    appointment_event(appointment_id=booking.appointment.pk, event="booked")
+    db = connection.settings_dict
+    credentials = db["USER"] + (f":{db['PASSWORD']}" if db["PASSWORD"] else "")
+    env = os.environ | {
+        "TELECONSULT_VAR_DIR": str(tmp_path),
+        "DATABASE_URL": f"postgres://{credentials}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}",
+        "SECRET_KEY": settings.SECRET_KEY,
+        "TELECONSULT_KEK": base64.b64encode(settings.TELECONSULT_KEK).decode(),
+        "TELECONSULT_AUDIT_KEY": base64.b64encode(settings.TELECONSULT_AUDIT_KEY).decode(),
+        "TELECONSULT_INDEX_KEY": base64.b64encode(settings.TELECONSULT_INDEX_KEY).decode(),
+    }
+    for name in ("EMAIL_URL", "SMS_BACKEND", "DEBUG"):
+        env.pop(name, None)
+    port, tls_port = _free_port(), _free_port()
+    process = _start(["--port", str(port), "--tls-port", str(tls_port)], env)
+    try:
+        _wait_for_line(process, "Press Ctrl-C to stop.")
+        confirmations = Notification.objects.filter(kind="confirmation")
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and confirmations.exclude(status=NotificationStatus.SENT).exists():
+            time.sleep(0.3)
+        assert set(confirmations.values_list("status", flat=True)) == {NotificationStatus.SENT}
+        mails = "".join(path.read_text() for path in (tmp_path / "mail").iterdir())
+        assert "rosa.quispe@example.pe" in mails and "medico@example.test" in mails
+        (sms,) = [json.loads(line) for line in (tmp_path / "sms" / "messages.jsonl").read_text().splitlines()]
+        assert booking.patient_token in sms["body"]
+
+        (task_worker,) = _wait_for_children(process, "db_worker")
+        task_worker.kill()
+        _wait_for_line(process, "The worker db_worker exited", timeout=30)
+        process.send_signal(signal.SIGINT)
+        output, _ = process.communicate(timeout=60)
+    finally:
+        _kill_tree(process)
+    assert process.returncode == 0, output
+    # The worker's own output names no token.
+    assert booking.patient_token not in output

@@ -1,10 +1,10 @@
 """`manage.py serve`: the whole platform on this machine, for `make run`.
 
 It starts daphne serving plain HTTP on 127.0.0.1:8000 (this computer) and HTTPS on 0.0.0.0:8443 (phones on
-the same network: browsers give camera access only on HTTPS pages), plus the background worker, and
+the same network: browsers give camera access only on HTTPS pages), plus the background workers, and
 supervises them: a crashed worker is restarted with growing delays, and if daphne dies everything stops.
 Ctrl-C or SIGTERM stops the children in order and releases the embedded database, which then shuts down.
-Production runs daphne and the worker as separate containers instead (see docker-compose.yml).
+Production runs daphne and the workers as separate containers instead (see docker-compose.yml).
 """
 
 from __future__ import annotations
@@ -35,7 +35,15 @@ from teleconsult.config import env_int
 from teleconsult.embedded_db import stop_embedded_database
 from teleconsult.localvar import lan_address, self_signed_certificate
 
-WORKER_COMMAND = ("audit_seal", "--every", "5")
+# The background workers: sealing the audit trail (AUD-2), the task queue (notifications, SCH-8) and the
+# scheduling sweep (overdue notifications queued again, lapsed holds expired). A worker whose command does not
+# exist (yet) is left out.
+WORKER_COMMANDS: tuple[tuple[str, ...], ...] = (
+    ("audit_seal", "--every", "5"),
+    # --no-reload: the supervisor restarts it; the autoreloader would put a second process in between.
+    ("db_worker", "--no-reload", "--interval", "1", "--queue-name", "*"),
+    ("scheduling_sweep", "--every", "60"),
+)
 STARTUP_TIMEOUT_SECONDS = 60.0
 STOP_TIMEOUT_SECONDS = 15.0
 # A worker that ran this long before crashing is considered healthy again: its restart delay starts over.
@@ -99,14 +107,14 @@ class Child:
 
 
 class Command(BaseCommand):
-    help = "Run the platform locally: daphne on HTTP and HTTPS, and the background worker, supervised."
+    help = "Run the platform locally: daphne on HTTP and HTTPS, and the background workers, supervised."
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--host", default="127.0.0.1", help="Interface for plain HTTP (default 127.0.0.1).")
         parser.add_argument("--port", type=int, help="HTTP port (default: PORT or 8000).")
         parser.add_argument("--tls-host", default="0.0.0.0", help="Interface for HTTPS (default 0.0.0.0).")  # noqa: S104
         parser.add_argument("--tls-port", type=int, help="HTTPS port (default: TLS_PORT or 8443).")
-        parser.add_argument("--no-worker", action="store_true", help="Do not start the background worker.")
+        parser.add_argument("--no-worker", action="store_true", help="Do not start the background workers.")
 
     def handle(self, *args: Any, **options: Any) -> None:
         port: int = options["port"] or env_int("PORT", 8000, minimum=1, maximum=65535)
@@ -148,10 +156,15 @@ class Command(BaseCommand):
             env=env,
         )
         manage_py = str(Path(settings.BASE_DIR) / "manage.py")
-        worker = (
-            Child("worker", [sys.executable, manage_py, *WORKER_COMMAND], env=env)
-            if not options["no_worker"] and WORKER_COMMAND[0] in get_commands()
-            else None
+        available = get_commands()
+        workers = (
+            []
+            if options["no_worker"]
+            else [
+                Child(command[0], [sys.executable, manage_py, *command], env=env)
+                for command in WORKER_COMMANDS
+                if command[0] in available
+            ]
         )
 
         stopping = threading.Event()
@@ -164,16 +177,17 @@ class Command(BaseCommand):
         exit_status = 0
         try:
             web.start()
-            if worker is not None:
+            for worker in workers:
                 worker.start()
             if not self._wait_until_serving(web, host, port, stopping):
                 if not stopping.is_set():
                     exit_status = 1
                 return
-            self._print_banner(port, tls_port, worker)
-            exit_status = self._supervise(web, worker, stopping)
+            self._print_banner(port, tls_port, workers)
+            exit_status = self._supervise(web, workers, stopping)
         finally:
-            self._stop_children([c for c in (worker, web) if c is not None])
+            # Workers first: they may be finishing a task that daphne's shutdown does not concern.
+            self._stop_children([*workers, web])
             # Release this process's handle on the embedded database now: it stops once no holder is left.
             stop_embedded_database()
             self.stdout.write("Teleconsult stopped.")
@@ -201,7 +215,7 @@ class Command(BaseCommand):
             self.stderr.write(f"daphne did not answer {url} within {STARTUP_TIMEOUT_SECONDS:.0f} s.")
         return False
 
-    def _print_banner(self, port: int, tls_port: int, worker: Child | None) -> None:
+    def _print_banner(self, port: int, tls_port: int, workers: list[Child]) -> None:
         lan = lan_address()
         lines = [
             "",
@@ -209,8 +223,8 @@ class Command(BaseCommand):
             f"  On this computer:     http://localhost:{port}",
             "  On phones and tablets on the same network (accept the certificate warning once):",
             f"                        https://{lan or 'localhost'}:{tls_port}",
-            "  Background worker:    "
-            + (" ".join(WORKER_COMMAND) if worker is not None else "not started (no worker command yet)"),
+            "  Background workers:   "
+            + (", ".join(" ".join(w.argv[2:]) for w in workers) if workers else "not started"),
             "",
         ]
         if self._demo_seeded():
@@ -236,29 +250,34 @@ class Command(BaseCommand):
                 if close_pool is not None:
                     close_pool()
 
-    def _supervise(self, web: Child, worker: Child | None, stopping: threading.Event) -> int:
+    def _supervise(self, web: Child, workers: list[Child], stopping: threading.Event) -> int:
         while not stopping.wait(0.5):
             if not web.running():
                 assert web.process is not None
                 self.stderr.write(f"daphne exited with status {web.process.returncode}; stopping everything.")
                 return 1
-            if worker is None or worker.running():
-                continue
-            now = time.monotonic()
-            if worker.restart_at is None:
-                assert worker.process is not None
-                # Exponential backoff (1, 2, 4 … 60 s) so a worker failing at start-up does not spin.
-                if now - worker.started_at >= HEALTHY_RUN_SECONDS:
-                    worker.failures = 0
-                delay = min(2.0**worker.failures, MAX_RESTART_DELAY_SECONDS)
-                worker.failures += 1
-                worker.restart_at = now + delay
-                self.stderr.write(
-                    f"The worker exited with status {worker.process.returncode}; restarting it in {delay:.0f} s."
-                )
-            elif now >= worker.restart_at:
-                worker.start()
+            for worker in workers:
+                self._look_after(worker)
         return 0
+
+    def _look_after(self, worker: Child) -> None:
+        if worker.running():
+            return
+        now = time.monotonic()
+        if worker.restart_at is None:
+            assert worker.process is not None
+            # Exponential backoff (1, 2, 4 … 60 s) so a worker failing at start-up does not spin.
+            if now - worker.started_at >= HEALTHY_RUN_SECONDS:
+                worker.failures = 0
+            delay = min(2.0**worker.failures, MAX_RESTART_DELAY_SECONDS)
+            worker.failures += 1
+            worker.restart_at = now + delay
+            self.stderr.write(
+                f"The worker {worker.name} exited with status {worker.process.returncode}; "
+                f"restarting it in {delay:.0f} s."
+            )
+        elif now >= worker.restart_at:
+            worker.start()
 
     def _stop_children(self, children: list[Child]) -> None:
         running = [child for child in children if child.running()]
