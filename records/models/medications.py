@@ -17,6 +17,7 @@ from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from records import cie10
 from records.models.patients import Patient
 from teleconsult.fields import EncryptedTextField
 
@@ -81,6 +82,11 @@ class Problem(models.Model):
 
     def __str__(self) -> str:
         return f"problem #{self.pk} of patient #{self.patient_id}"
+
+    @property
+    def cie10_entry(self) -> cie10.Cie10Entry | None:
+        """The code's titles (both languages), from the in-memory list: no query."""
+        return cie10.lookup(self.cie10_code)
 
 
 class MedicationStatus(models.TextChoices):

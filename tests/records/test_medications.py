@@ -227,6 +227,8 @@ def test_chart_header_lists_active_entries_in_three_queries(personas, patient, d
         substances = sorted(a.substance for a in header.allergies)
         codes = [p.cie10_code for p in header.problems]
         drugs = [m.drug_name for m in header.medications]
+        titles = [p.cie10_entry.title_es for p in header.problems]
     assert substances == ["Ibuprofeno", "Látex", "Penicilina"]
     assert codes == ["I10", "E11.9"]
+    assert titles[0] == "Hipertensión esencial (primaria)"
     assert len(drugs) == 4 and header.has_severe_allergy

@@ -117,11 +117,12 @@ def test_sulfa_allergy_alerts_on_cotrimoxazole_not_on_a_thiazide(personas, patie
     assert prescription_alerts(patient=patient, prescription=rx("Hidroclorotiazida", concentration="25 mg")) == []
 
 
-def test_warfarin_with_ibuprofen_alerts_as_an_interaction(personas, patient):
+def test_warfarin_with_ibuprofen_alerts_as_an_interaction(personas, patient, django_assert_num_queries):
     medication_record(
         patient=patient, drug_name="Warfarina", dose="5 mg", source="reported", recorded_by=personas.practitioner
     )
-    [alert] = prescription_alerts(patient=patient, prescription=rx("Ibuprofeno", concentration="400 mg"))
+    with django_assert_num_queries(2):  # active allergies, current medication
+        [alert] = prescription_alerts(patient=patient, prescription=rx("Ibuprofeno", concentration="400 mg"))
     assert alert.kind == "interaction" and alert.severity == "high"
     assert alert.key == "interaction:warfarin-nsaid:ibuprofen+warfarin"
     assert "Warfarina" in alert.message and "sangrado" in alert.message
@@ -313,3 +314,30 @@ def test_the_backend_comes_from_settings(personas, patient):
 def test_alert_is_plain_data():
     alert = Alert(kind="allergy", key="allergy:1:amoxicillin", message="m", severity="high")
     assert alert == Alert("allergy", "allergy:1:amoxicillin", "m", "high")
+
+
+def test_the_shipped_table_is_consistent():
+    """Every name means one thing, every rule and cross-reactivity refers to known ingredients or classes,
+    and every severity is one the alerts know: a typo in the table would otherwise silently never alert."""
+    import json
+
+    from records.cie10 import fold
+    from records.drug_knowledge import TABLE_FILE
+
+    table = json.loads(TABLE_FILE.read_text(encoding="utf-8"))
+    drugs, classes = table["drugs"], table["classes"]
+    names = [fold(n) for d in drugs.values() for n in d["names"]] + [fold(n) for n in table["combinations"]]
+    class_names = [fold(n) for c in classes.values() for n in c["names"]]
+    assert len(names) == len(set(names)) and len(class_names) == len(set(class_names))
+    assert not set(names) & set(class_names)
+    assert all(set(keys) <= set(drugs) for keys in table["combinations"].values())
+    used_classes = {c for d in drugs.values() for c in d["classes"]}
+    assert set(classes) <= used_classes  # an allergy class nobody belongs to would never match
+    for rule in table["interactions"]:
+        assert rule["severity"] in {"high", "moderate", "low"} and rule["es"] and rule["en"], rule["id"]
+        for side in rule["a"] + rule["b"]:
+            assert side.removeprefix("class:") in used_classes if side.startswith("class:") else side in drugs, side
+    for cls in classes.values():
+        for cross in cls["cross_reactive"]:
+            assert cross["class"] in classes and cross["severity"] in {"high", "moderate", "low"}
+    assert len({rule["id"] for rule in table["interactions"]}) == len(table["interactions"])
