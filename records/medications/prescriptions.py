@@ -35,6 +35,7 @@ from records.medications.lists import (
 from records.models import (
     AlertKind,
     Allergy,
+    AllergySeverity,
     AllergyStatus,
     Medication,
     MedicationStatus,
@@ -168,12 +169,14 @@ def _alerts(
                 else:
                     text = _("Alergia registrada a %(substance)s: %(drug)s contiene %(ingredient)s.") % params
                 note = explanation(match.explanation_es, match.explanation_en)
+                # Even a weak cross-reactivity matters after a severe reaction (anaphylaxis) to the substance.
+                severity = "high" if allergy.severity == AllergySeverity.SEVERE else match.severity
                 alerts.append(
                     Alert(
                         AlertKind.ALLERGY.value,
                         f"allergy:{allergy.pk}:{match.ingredient}",
                         f"{text} {note}".strip(),
-                        match.severity,
+                        severity,
                     )
                 )
                 break  # one alert per allergy: the strongest relation
@@ -249,7 +252,7 @@ def alert_acknowledge(
         required=True,
         required_message=_("Indique el motivo para continuar pese a la alerta."),
     )
-    if alert.kind not in AlertKind.values:
+    if alert.kind not in AlertKind.values or alert.severity not in _SEVERITY_ORDER:
         raise ValidationError(_("Alerta no válida."), code="alert_kind")
     prescription_id = clean_prescription_id(prescription_id)
     try:

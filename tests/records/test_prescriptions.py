@@ -104,9 +104,13 @@ def test_penicillin_allergy_alerts_on_amoxicillin(personas, patient):
     # A brand of a combination is matched through its ingredients.
     [brand] = prescription_alerts(patient=patient, prescription=rx("Augmentin"))
     assert brand.key == f"allergy:{allergy.pk}:amoxicillin"
-    # A cephalosporin gets the (weaker) cross-reactivity alert.
+    # A cephalosporin gets the cross-reactivity alert, weaker unless the reaction was severe.
     [cross] = prescription_alerts(patient=patient, prescription=rx("Cefalexina", concentration="500 mg"))
-    assert cross.kind == "allergy" and cross.severity == "moderate" and "cruzada" in cross.message
+    assert cross.kind == "allergy" and cross.severity == "high" and "cruzada" in cross.message
+    allergy_update_status(allergy=allergy, status=AllergyStatus.INACTIVE, by=personas.practitioner)
+    allergy_record(patient=patient, substance="Amoxicilina", severity="mild", recorded_by=personas.practitioner)
+    [mild] = prescription_alerts(patient=patient, prescription=rx("Ceftriaxona"))
+    assert mild.severity == "moderate" and "cruzada" in mild.message
 
 
 def test_sulfa_allergy_alerts_on_cotrimoxazole_not_on_a_thiazide(personas, patient):
