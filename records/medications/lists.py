@@ -66,8 +66,11 @@ def audit_write(
     )
 
 
-def clean_text(value: str | None, *, field: str, limit: int, required: bool, required_message: str = "") -> str:
-    text = " ".join((value or "").split()) if field != "reason" else (value or "").strip()
+def clean_text(
+    value: str | None, *, field: str, limit: int, required: bool, required_message: str = "", multiline: bool = False
+) -> str:
+    """Stripped text (inner whitespace collapsed unless `multiline`), or a ValidationError on `field`."""
+    text = (value or "").strip() if multiline else " ".join((value or "").split())
     if required and not text:
         raise ValidationError({field: [required_message or _("Este campo es obligatorio.")]}, code="required")
     if len(text) > limit:
@@ -104,7 +107,7 @@ def allergy_record(
         required=True,
         required_message=_("Indique la sustancia a la que el paciente es alérgico."),
     )
-    reaction = clean_text(reaction, field="reaction", limit=REACTION_MAX, required=False)
+    reaction = clean_text(reaction, field="reaction", limit=REACTION_MAX, required=False, multiline=True)
     if severity not in AllergySeverity.values:
         raise ValidationError({"severity": [_("Elija la gravedad de la alergia.")]}, code="severity")
     allergy = Allergy.objects.create(

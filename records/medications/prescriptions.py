@@ -251,6 +251,7 @@ def alert_acknowledge(
         limit=REASON_MAX,
         required=True,
         required_message=_("Indique el motivo para continuar pese a la alerta."),
+        multiline=True,
     )
     if alert.kind not in AlertKind.values or alert.severity not in _SEVERITY_ORDER:
         raise ValidationError(_("Alerta no válida."), code="alert_kind")
