@@ -72,6 +72,13 @@ class AuditAction(StrEnum):
     SIGNING_KEY_CREATED = "records.signing_key.created"
     SIGNING_KEY_IMPORTED = "records.signing_key.imported"
     NOTE_PDF_DOWNLOADED = "records.note.pdf_downloaded"
+    ALLERGY_RECORDED = "records.allergy.recorded"
+    ALLERGY_UPDATED = "records.allergy.updated"
+    PROBLEM_RECORDED = "records.problem.recorded"
+    PROBLEM_UPDATED = "records.problem.updated"
+    MEDICATION_RECORDED = "records.medication.recorded"
+    MEDICATION_UPDATED = "records.medication.updated"
+    PRESCRIPTION_ALERT_ACKNOWLEDGED = "records.prescription_alert.acknowledged"
     # scheduling: availability, appointments, join links and notifications
     VISIT_TYPE_CREATED = "scheduling.visit_type.created"
     VISIT_TYPE_UPDATED = "scheduling.visit_type.updated"

@@ -389,6 +389,9 @@ LOGGING = {
 
 # Clinical records are kept at least this long after the last encounter (SEC-5; never below 20).
 CLINICAL_RETENTION_YEARS = env_int("CLINICAL_RETENTION_YEARS", 20, minimum=20)
+# Drug knowledge behind prescription alerts: the shipped starter table unless a fuller base is plugged in
+# (a dotted path to a records.drug_knowledge.DrugKnowledge subclass; docs/drug-knowledge.md).
+DRUG_KNOWLEDGE_BACKEND = env_str("DRUG_KNOWLEDGE_BACKEND", "records.drug_knowledge.TableDrugKnowledge")
 
 TELECONSULT_VERSION = "0.1.0"
 

@@ -1,4 +1,4 @@
-"""Records' models: patients and identity, consent, the encounter record."""
+"""Records' models: patients and identity, consent, the encounter record, allergies, problems and medication."""
 
 from records.models.care import BreakGlassAccess, CareRelationship, CareSource
 from records.models.clinical import (
@@ -25,6 +25,18 @@ from records.models.consent import (
     ConsentMethod,
     Decision,
 )
+from records.models.medications import (
+    AlertKind,
+    Allergy,
+    AllergySeverity,
+    AllergyStatus,
+    Medication,
+    MedicationSource,
+    MedicationStatus,
+    PrescriptionAlertAcknowledgement,
+    Problem,
+    ProblemStatus,
+)
 from records.models.patients import (
     ClinicalHistoryNumber,
     DocumentType,
@@ -42,6 +54,10 @@ from records.models.patients import (
 from records.models.rights import DataRightsRequest, RightsKind, RightsStatus
 
 __all__ = [
+    "AlertKind",
+    "Allergy",
+    "AllergySeverity",
+    "AllergyStatus",
     "BreakGlassAccess",
     "CareRelationship",
     "CareSource",
@@ -63,6 +79,9 @@ __all__ = [
     "KeySource",
     "LegalHold",
     "LegalRepresentative",
+    "Medication",
+    "MedicationSource",
+    "MedicationStatus",
     "Modality",
     "NoteAmendment",
     "NoteRevision",
@@ -74,6 +93,9 @@ __all__ = [
     "PatientRevision",
     "PossibleDuplicate",
     "PractitionerKey",
+    "PrescriptionAlertAcknowledgement",
+    "Problem",
+    "ProblemStatus",
     "RepresentativeRelationship",
     "RightsKind",
     "RightsStatus",
