@@ -29,6 +29,7 @@ from records.medications import (
 from records.models import AllergyStatus, PrescriptionAlertAcknowledgement
 from tests.records.medications_support import patient_in_care
 
+
 @pytest.fixture
 def patient(personas):
     return patient_in_care(personas)
