@@ -105,6 +105,18 @@ class AuditAction(StrEnum):
     JOIN_LINK_RECOVERY_REQUESTED = "scheduling.join_link.recovery_requested"
     NOTIFICATION_SENT = "scheduling.notification.sent"
     NOTIFICATION_FAILED = "scheduling.notification.failed"
+    APPOINTMENT_VISIT_STARTED = "scheduling.appointment.visit_started"
+    APPOINTMENT_VISIT_FINISHED = "scheduling.appointment.visit_finished"
+    # video: visits (signalling, waiting room, in-call chat)
+    VISIT_JOINED = "video.visit.joined"
+    VISIT_REJOINED = "video.visit.rejoined"
+    VISIT_LEFT = "video.visit.left"
+    VISIT_REFUSED = "video.visit.refused"
+    VISIT_ADMITTED = "video.visit.admitted"
+    VISIT_DECLINED = "video.visit.declined"
+    VISIT_MODALITY_CHANGED = "video.visit.modality_changed"
+    VISIT_ENDED = "video.visit.ended"
+    VISIT_CHAT_SENT = "video.chat.sent"
     # audit: the trail itself
     TRAIL_VIEWED = "audit.trail.viewed"
     TRAIL_EXPORTED = "audit.trail.exported"

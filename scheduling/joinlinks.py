@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import secrets
+import uuid
+from typing import Any
 
 from django.conf import settings
 from django.db import transaction
@@ -290,3 +292,50 @@ def join_link_recover(
             join_link_issue(participant=participant, by=None)
             participant_id = participant.pk
             transaction.on_commit(lambda: notifications.join_link_send(participant_id=participant_id))
+
+
+# --- The browser session a link opened (read by the lobby pages and by the visit's websocket consumer) ---
+
+# What the session holds after a link was opened: ids and a flag, never the token or personal data.
+LINK_SESSION_KEY = "visit_link"
+
+
+def link_session_binding(session: Any) -> dict[str, Any] | None:
+    """The binding a session holds ({"participant", "appointment", "link", "verified"}), well-formed, or None."""
+    data = session.get(LINK_SESSION_KEY) if session is not None else None
+    if not isinstance(data, dict):
+        return None
+    try:
+        return {
+            "participant": int(data["participant"]),
+            "appointment": str(data["appointment"]),
+            "link": int(data["link"]),
+            "verified": bool(data["verified"]),
+        }
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def participant_from_link_session(session: Any) -> AppointmentParticipant | None:
+    """The participant a verified link session speaks for, while their link is still live; else None.
+
+    One definition for pages (request.session) and the websocket consumer (scope["session"]): verified, the
+    same link unrevoked, the participant still active in that appointment."""
+    binding = link_session_binding(session)
+    if binding is None or not binding["verified"]:
+        return None
+    try:
+        uuid.UUID(binding["appointment"])
+    except ValueError:
+        return None
+    return (
+        AppointmentParticipant.objects.select_related("appointment__establishment", "patient", "user")
+        .filter(
+            pk=binding["participant"],
+            active=True,
+            appointment__public_id=binding["appointment"],
+            join_links__pk=binding["link"],
+            join_links__revoked_at__isnull=True,
+        )
+        .first()
+    )

@@ -16,11 +16,27 @@ except ConfigError as error:
     print(f"Configuration error: {error}", file=sys.stderr)
     sys.exit(2)
 
+from typing import Any
+
 from channels.auth import AuthMiddlewareStack
 from channels.routing import ProtocolTypeRouter, URLRouter
-from channels.security.websocket import AllowedHostsOriginValidator
+from channels.security.websocket import OriginValidator
+from django.conf import settings
 
 from teleconsult.routing import websocket_urlpatterns
+
+
+class AllowedHostsOriginValidator:
+    """Websockets only from pages of our own hosts (a page elsewhere could otherwise use the visitor's session
+    cookie to open a visit's socket). Channels' factory of the same name reads ALLOWED_HOSTS once, at import;
+    this reads it per connection, so the setting in force is the one checked."""
+
+    def __init__(self, application: Any) -> None:
+        self.application = application
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> Any:
+        return await OriginValidator(self.application, settings.ALLOWED_HOSTS)(scope, receive, send)
+
 
 application = ProtocolTypeRouter(
     {

@@ -1,5 +1,9 @@
-"""WebSocket routes (the video app adds its signalling consumer here)."""
+"""WebSocket routes: the signalling of video visits."""
 
-from django.urls import URLPattern
+from django.urls import URLPattern, path
 
-websocket_urlpatterns: list[URLPattern] = []
+from video.consumers import VisitConsumer
+
+websocket_urlpatterns: list[URLPattern] = [
+    path("ws/visit/<uuid:public_id>/", VisitConsumer.as_asgi(), name="visit_signalling"),
+]

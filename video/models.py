@@ -1,1 +1,97 @@
-"""Models of the video app (filled in by its own issue)."""
+"""Room state of video visits, shared by every daphne process: the visit, who is in it, and its chat."""
+
+from __future__ import annotations
+
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+from records.models import Encounter
+from scheduling.models import Appointment, AppointmentParticipant
+from teleconsult.fields import EncryptedTextField
+
+
+class VisitStatus(models.TextChoices):
+    WAITING = "waiting", "waiting"
+    IN_PROGRESS = "in_progress", "in progress"
+    ENDED = "ended", "ended"
+
+
+class VisitSession(models.Model):
+    """The live side of one appointment's visit. Its row is the lock every change of the room takes."""
+
+    appointment = models.OneToOneField(Appointment, on_delete=models.PROTECT, related_name="visit_session")
+    status = models.CharField(max_length=16, choices=VisitStatus.choices, default=VisitStatus.WAITING)
+    encounter = models.ForeignKey(Encounter, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    started_at = models.DateTimeField(null=True, blank=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+    # When the last participant left a visit in progress; it ends by itself after a timeout (VID-9).
+    empty_since = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(status="waiting") | Q(started_at__isnull=False, encounter__isnull=False),
+                name="video_visitsession_started_has_encounter",
+            ),
+            models.CheckConstraint(
+                condition=~Q(status="ended") | Q(ended_at__isnull=False), name="video_visitsession_ended_at"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"visit {self.pk} ({self.status})"
+
+
+class PresenceState(models.TextChoices):
+    WAITING = "waiting", "waiting"  # a patient in the lobby
+    ADMITTED = "admitted", "admitted"  # admitted, momentarily disconnected (may come back without waiting)
+    CONNECTED = "connected", "connected"
+    LEFT = "left", "left"
+
+
+# States that hold a websocket (and count towards the room's size).
+LIVE_STATES = (PresenceState.WAITING, PresenceState.CONNECTED)
+
+
+class Presence(models.Model):
+    """One participant's place in a visit. `connection` counts their connections: a disconnect that is not
+    the latest connection's (an older tab, replaced) changes nothing."""
+
+    visit = models.ForeignKey(VisitSession, on_delete=models.PROTECT, related_name="presences")
+    participant = models.ForeignKey(AppointmentParticipant, on_delete=models.PROTECT, related_name="+")
+    state = models.CharField(max_length=16, choices=PresenceState.choices)
+    channel_name = models.CharField(max_length=200, blank=True)
+    connection = models.PositiveIntegerField(default=0)
+    admitted_at = models.DateTimeField(null=True, blank=True)
+    joined_at = models.DateTimeField(default=timezone.now)
+    last_seen = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["visit", "participant"], name="video_presence_once_per_visit"),
+            models.CheckConstraint(
+                condition=~Q(state__in=["waiting", "connected"]) | ~Q(channel_name=""),
+                name="video_presence_live_has_channel",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"participant {self.participant_id} in visit {self.visit_id} ({self.state})"
+
+
+class ChatMessage(models.Model):
+    """In-call chat (VID-4's last fallback): part of the encounter, stored encrypted, never in the audit text."""
+
+    visit = models.ForeignKey(VisitSession, on_delete=models.PROTECT, related_name="chat_messages")
+    encounter = models.ForeignKey(Encounter, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    sender = models.ForeignKey(AppointmentParticipant, on_delete=models.PROTECT, related_name="+")
+    body = EncryptedTextField(purpose="video.chat_message.body")
+    sent_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        indexes = [models.Index(fields=["visit", "sent_at"], name="video_chat_visit_sent")]
+
+    def __str__(self) -> str:
+        return f"chat message {self.pk}"

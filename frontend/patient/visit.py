@@ -37,11 +37,20 @@ from frontend.patient.forms import VisitConsentForm
 from records.consent import VISIT_KINDS, OutdatedConsentVersion, consent_record, current_document, may_start_visit
 from records.models import ConsentKind, ConsentMethod, Decision, DocumentType
 from scheduling.errors import LinkClosed, LinkInvalid, LinkLocked, LinkNotOpenYet, VerificationFailed
-from scheduling.joinlinks import join_link_open, join_link_recover, join_link_verify, join_link_window, token_digest
+from scheduling.joinlinks import (
+    LINK_SESSION_KEY,
+    join_link_open,
+    join_link_recover,
+    join_link_verify,
+    join_link_window,
+    link_session_binding,
+    participant_from_link_session,
+    token_digest,
+)
 from scheduling.models import AppointmentParticipant, JoinLink, ParticipantRole
 
 # What the session holds after a link was opened: ids and a flag, never the token or personal data.
-SESSION_KEY = "visit_link"
+SESSION_KEY = LINK_SESSION_KEY
 OUTCOME_KEY = "join_outcome"
 
 # In-app browsers that cannot be trusted with the camera and microphone, by the marks they put in their
@@ -89,13 +98,10 @@ class Binding:
 
 
 def _binding(request: HttpRequest) -> Binding | None:
-    data = request.session.get(SESSION_KEY)
-    if not isinstance(data, dict):
+    data = link_session_binding(request.session)
+    if data is None:
         return None
-    try:
-        return Binding(int(data["participant"]), str(data["appointment"]), int(data["link"]), bool(data["verified"]))
-    except (KeyError, TypeError, ValueError):
-        return None
+    return Binding(data["participant"], data["appointment"], data["link"], data["verified"])
 
 
 def _bind(request: HttpRequest, link: JoinLink, *, verified: bool) -> None:
@@ -121,25 +127,9 @@ def _is_own(participant: AppointmentParticipant, user: Any) -> bool:
 
 
 def visit_participant_from_session(request: HttpRequest) -> AppointmentParticipant | None:
-    """The participant a verified link session speaks for, while their link is still live; else None.
-
-    The visit's websocket consumer mirrors this from `scope["session"]`: read the same key, check the same
-    link is unrevoked and the participant active.
-    """
-    binding = _binding(request)
-    if binding is None or not binding.verified:
-        return None
-    return (
-        AppointmentParticipant.objects.select_related("appointment__establishment", "patient", "user")
-        .filter(
-            pk=binding.participant_id,
-            active=True,
-            appointment__public_id=binding.appointment,
-            join_links__pk=binding.link_id,
-            join_links__revoked_at__isnull=True,
-        )
-        .first()
-    )
+    """The participant a verified link session speaks for, while their link is still live; else None
+    (the same reading the visit's websocket consumer makes of its scope's session)."""
+    return participant_from_link_session(request.session)
 
 
 @dataclass

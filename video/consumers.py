@@ -1,0 +1,304 @@
+"""The visit's signalling websocket (VID-1): /ws/visit/<appointment public id>/, protocol in video/protocol.py.
+
+Thin: parse → gate → service → push. Authentication comes only from the session (a signed-in participant,
+staff with their second factor, or a verified join-link session), never from the URL. Room state lives in
+the database (video.models) and messages travel on the channel layer, so any daphne process serves any
+participant of any visit. Negotiation messages go straight to the addressed participant's channel (no
+group fan-out); room events (joins, leaves, chat, media state) go to the visit's group.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+
+from scheduling.models import AppointmentParticipant, ParticipantRole
+from video import services
+from video.protocol import CLOSE_REASONS, CloseCode, ProtocolError, TokenBucket, cost_of, encode, parse
+from video.services import ActionError, Push, Refused
+
+try:  # the ICE servers (with short-lived TURN credentials) when the TURN module is there
+    from video.turn import ice_servers_for
+except ImportError:  # pragma: no cover - until video.turn lands
+    ice_servers_for = None
+
+logger = logging.getLogger(__name__)
+
+# Fields of layer events that are for the consumers only, never sent to a browser.
+_INTERNAL = ("channel",)
+_NEGOTIATION = ("offer", "answer", "ice")
+
+
+def _ice_servers(participant: AppointmentParticipant) -> list[dict[str, object]]:
+    return list(ice_servers_for(participant)) if ice_servers_for is not None else []
+
+
+def _admit_and_join(
+    public_id: str, user: Any, session: Any, channel_name: str
+) -> tuple[services.Joined, AppointmentParticipant, Any, list[dict[str, object]]]:
+    participant = None
+    try:
+        participant, signed_in = services.visit_participant_for(public_id=public_id, user=user, session=session)
+        joined = services.visit_connect(participant=participant, user=signed_in, channel_name=channel_name)
+    except Refused as refusal:
+        services.visit_refusal_record(public_id=public_id, code=refusal.code, participant=participant, user=user)
+        raise
+    return joined, participant, signed_in, _ice_servers(participant)
+
+
+class VisitConsumer(AsyncWebsocketConsumer):
+    joined: services.Joined | None = None
+
+    async def connect(self) -> None:
+        self.joined = None
+        self.closing = False
+        self.bucket = TokenBucket()
+        # participant id → {"channel", "role", "state"} of the others in the visit, kept current by room events.
+        self.peers: dict[int, dict[str, Any]] = {}
+        public_id = str(self.scope["url_route"]["kwargs"]["public_id"])
+        # Accepted first, then closed when refused: a close before the handshake completes reaches the
+        # browser as a bare HTTP 403 without our code and reason.
+        await self.accept()
+        try:
+            joined, participant, user, ice = await database_sync_to_async(_admit_and_join)(
+                public_id, self.scope.get("user"), self.scope.get("session"), self.channel_name
+            )
+        except Refused as refusal:
+            await self._close(refusal.code)
+            return
+        self.joined, self.participant, self.user, self.public_id = joined, participant, user, public_id
+        self.group = services.visit_group(joined.visit_id)
+        await self.channel_layer.group_add(self.group, self.channel_name)
+        for peer in joined.peers + joined.waiting:
+            self.peers[peer["participant"]] = peer
+        await self._send_frame(
+            "welcome",
+            participant=joined.participant_id,
+            role=joined.role,
+            state=joined.state,
+            visit=public_id,
+            peers=[self._public(peer) for peer in joined.peers],
+            iceServers=ice,
+        )
+        if joined.state == "waiting":
+            await self._send_frame("waiting")
+        elif self._is_host():
+            for peer in joined.waiting:
+                await self._send_frame("waiting", participant=peer["participant"], role=peer["role"])
+        await self._push(joined.pushes)
+
+    @staticmethod
+    def _public(peer: dict[str, Any]) -> dict[str, Any]:
+        return {"participant": peer["participant"], "role": peer["role"]}
+
+    def _is_host(self) -> bool:
+        return self.joined is not None and self.joined.role in (ParticipantRole.PRACTITIONER, ParticipantRole.CONSULTED)
+
+    async def _send_frame(self, kind: str, **fields: Any) -> None:
+        await self.send(text_data=encode(kind, **fields))
+
+    async def _error(self, code: str, **fields: Any) -> None:
+        await self._send_frame("error", code=code, **fields)
+
+    async def _close(self, code: CloseCode) -> None:
+        self.closing = True
+        await self.close(code=int(code), reason=CLOSE_REASONS[code])
+
+    async def _push(self, pushes: list[Push]) -> None:
+        for push in pushes:
+            if push.channel:
+                await self.channel_layer.send(push.channel, push.message)
+            elif push.group:
+                await self.channel_layer.group_send(push.group, push.message)
+
+    async def disconnect(self, code: int) -> None:
+        joined = self.joined
+        if joined is None:
+            return
+        await self.channel_layer.group_discard(self.group, self.channel_name)
+        await self._leave(explicit=False)
+
+    async def _leave(self, *, explicit: bool) -> None:
+        joined = self.joined
+        if joined is None:
+            return
+        self.joined = None
+        left = await database_sync_to_async(services.visit_leave)(
+            visit_id=joined.visit_id,
+            participant_id=joined.participant_id,
+            connection=joined.connection,
+            user=self.user,
+            explicit=explicit,
+        )
+        await self._push(left.pushes)
+        if left.empty:
+            asyncio.get_running_loop().call_later(
+                services.empty_timeout().total_seconds() + 1, _finish_later, self.channel_layer, joined.visit_id
+            )
+
+    # --- Messages from the browser ---
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if self.joined is None or self.closing:
+            return
+        try:
+            message = parse(text_data if bytes_data is None else None)
+            if not self.bucket.take(cost_of(message)):
+                raise ProtocolError(CloseCode.RATE_LIMITED)
+        except ProtocolError as error:
+            logger.info("visit message refused: %s", error.code.name)
+            await self._close(error.code)
+            await self._leave(explicit=False)
+            return
+        try:
+            await self._handle(message)
+        except ActionError as error:
+            await self._error(error.code, about=message["type"])
+
+    async def _handle(self, message: dict[str, Any]) -> None:
+        joined = self.joined
+        assert joined is not None
+        kind = message["type"]
+        if kind == "join":
+            return  # the welcome was sent on connecting
+        if kind == "leave":
+            await self._leave(explicit=True)
+            await self.close(code=1000)
+            return
+        if joined.state != "connected":
+            raise ActionError("waiting")  # in the lobby: nothing but leave until admitted
+        if kind in _NEGOTIATION:
+            await self._relay(message)
+        elif kind in ("admit", "decline"):
+            service = services.visit_admit if kind == "admit" else services.visit_decline
+            if self.user is None:
+                raise ActionError("forbidden")
+            pushes = await database_sync_to_async(service)(
+                visit_id=joined.visit_id,
+                by_participant_id=joined.participant_id,
+                user=self.user,
+                participant_id=message["participant"],
+            )
+            await self._push(pushes)
+        elif kind == "chat":
+            _message, pushes = await database_sync_to_async(services.visit_chat)(
+                visit_id=joined.visit_id, participant_id=joined.participant_id, user=self.user, text=message["text"]
+            )
+            await self._push(pushes)
+        elif kind == "media_state":
+            await database_sync_to_async(services.visit_media_state)(
+                visit_id=joined.visit_id,
+                participant_id=joined.participant_id,
+                user=self.user,
+                modality=message.get("modality"),
+            )
+            event = {k: v for k, v in message.items() if k not in ("v",)} | {"from": joined.participant_id}
+            await self.channel_layer.group_send(self.group, {"type": "room.event", "event": event})
+        elif kind == "quality":
+            event = {k: v for k, v in message.items() if k not in ("v", "to")} | {"from": joined.participant_id}
+            if "to" in message:
+                await self._relay(message)
+            else:
+                await self.channel_layer.group_send(self.group, {"type": "room.event", "event": event})
+        elif kind == "end":
+            if self.user is None:
+                raise ActionError("forbidden")
+            pushes = await database_sync_to_async(services.visit_end)(
+                visit_id=joined.visit_id, by_participant_id=joined.participant_id, user=self.user
+            )
+            await self._push(pushes)
+
+    async def _relay(self, message: dict[str, Any]) -> None:
+        """Offer, answer, candidate (or a directed quality report) to one participant of this visit only."""
+        joined = self.joined
+        assert joined is not None
+        peer = self.peers.get(message["to"])
+        if peer is None or peer["state"] != "connected":
+            # Room events may still be on their way (a peer that joined a moment ago): ask the database.
+            peer = await database_sync_to_async(services.connected_peer)(
+                visit_id=joined.visit_id, participant_id=message["to"]
+            )
+            if peer is None:
+                raise ActionError("unknown_participant")
+            self.peers[peer["participant"]] = peer
+        event = {k: v for k, v in message.items() if k not in ("v", "to")} | {"from": joined.participant_id}
+        await self.channel_layer.send(peer["channel"], {"type": "room.relay", "event": event})
+
+    # --- Messages from the channel layer ---
+
+    async def room_relay(self, message: dict[str, Any]) -> None:
+        if self.joined is None or self.joined.state != "connected":
+            return
+        sender = message["event"].get("from")
+        if sender not in self.peers:
+            return  # only from someone this connection knows to be in the same visit
+        await self._send_event(message["event"])
+
+    async def room_event(self, message: dict[str, Any]) -> None:
+        if self.joined is None:
+            return
+        event = message["event"]
+        kind = event["type"]
+        subject = event.get("participant")
+        if subject == self.joined.participant_id and kind in ("peer_joined", "peer_left", "waiting"):
+            return  # about this participant itself (its own join, or an older tab of it leaving)
+        if kind == "peer_joined":
+            self.peers[subject] = {**event, "state": "connected"}
+        elif kind == "waiting":
+            self.peers[subject] = {**event, "state": "waiting"}
+        elif kind == "peer_left":
+            self.peers.pop(subject, None)
+        if self.joined.state != "connected":
+            return  # the waiting room hears nothing of the call
+        if kind == "waiting" and not self._is_host():
+            return
+        if event.get("from") == self.joined.participant_id and kind != "chat":
+            return  # its own media state or quality report
+        await self._send_event(event)
+
+    async def _send_event(self, event: dict[str, Any]) -> None:
+        fields = {k: v for k, v in event.items() if k not in _INTERNAL and k != "type"}
+        await self.send(text_data=encode(event["type"], **fields))
+
+    async def room_admitted(self, message: dict[str, Any]) -> None:
+        if self.joined is None or message["connection"] != self.joined.connection:
+            return
+        self.joined.state = "connected"
+        peers = [self._public(peer) for peer in self.peers.values() if peer["state"] == "connected"]
+        await self._send_frame("admitted", peers=peers)
+
+    async def room_declined(self, message: dict[str, Any]) -> None:
+        if self.joined is None or message["connection"] != self.joined.connection:
+            return
+        self.joined = None  # the decline already recorded the leave
+        await self._send_frame("declined")
+        await self._close(CloseCode.DECLINED)
+
+    async def room_replaced(self, message: dict[str, Any]) -> None:
+        if self.joined is None or message["connection"] != self.joined.connection:
+            return
+        self.joined = None  # the newer connection holds the presence now
+        await self._close(CloseCode.REPLACED)
+
+    async def room_ended(self, message: dict[str, Any]) -> None:
+        if self.joined is None:
+            return
+        self.joined = None
+        await self._send_frame("end", reason=message.get("reason", "ended"))
+        await self._close(CloseCode.ENDED)
+
+
+def _finish_later(layer: Any, visit_id: int) -> None:
+    async def finish() -> None:
+        try:
+            pushes = await database_sync_to_async(services.visit_finish_if_abandoned)(visit_id=visit_id)
+            for push in pushes:
+                await layer.group_send(push.group, push.message)
+        except Exception:  # a sweep elsewhere may have ended it; never let a timer crash the process
+            logger.exception("finishing an abandoned visit failed")
+
+    asyncio.get_running_loop().create_task(finish())

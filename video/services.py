@@ -1,0 +1,588 @@
+"""Video visit services: who may connect, joining and leaving, the waiting room, modality, chat and the end.
+
+Each service owns its transaction (one lock: the visit's row) and writes its audit events inside it. Pushes to
+other connections are *returned* (`Push`), not sent: the consumer sends them once the service has returned,
+which is after the commit, so nobody hears of a change that then rolled back.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth.models import AnonymousUser
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+from django_otp import DEVICE_ID_SESSION_KEY
+from django_otp.middleware import OTPMiddleware
+from django_otp.models import Device
+
+from accounts.models import Role, User
+from accounts.signin_state import LAST_ACTIVITY_KEY, idle_timeout_seconds
+from audit import services as audit
+from audit.actions import AuditAction, Outcome, Purpose
+from records.consent import may_start_visit
+from records.encounters import encounter_finish, encounter_record_modality, encounter_start
+from records.models import EncounterModalityChange
+from records.models import ParticipantRole as EncounterRole
+from scheduling.joinlinks import join_link_window, participant_from_link_session
+from scheduling.models import Appointment, AppointmentParticipant, AppointmentStatus, ParticipantRole, ServiceType
+from scheduling.visits import appointment_finish_visit, appointment_start_visit
+from video.models import LIVE_STATES, ChatMessage, Presence, PresenceState, VisitSession, VisitStatus
+from video.protocol import MAX_PARTICIPANTS, CloseCode
+
+# A visit in progress that everyone left ends by itself this long after the last one went (VID-9).
+DEFAULT_EMPTY_TIMEOUT_SECONDS = 120
+# Who may admit, decline and end.
+_HOSTS = (ParticipantRole.PRACTITIONER, ParticipantRole.CONSULTED)
+_ENCOUNTER_ROLES = {
+    ParticipantRole.PRACTITIONER: EncounterRole.ATTENDING,
+    ParticipantRole.CONSULTED: EncounterRole.CONSULTANT,
+}
+
+
+def empty_timeout() -> dt.timedelta:
+    return dt.timedelta(seconds=getattr(settings, "VIDEO_EMPTY_VISIT_TIMEOUT_SECONDS", DEFAULT_EMPTY_TIMEOUT_SECONDS))
+
+
+def visit_group(visit_id: int) -> str:
+    """Every connection of one visit (waiting ones too: they hear of admission, decline and the end)."""
+    return f"video.visit.{visit_id}"
+
+
+def practitioner_group(user_id: int) -> str:
+    """A practitioner's own pages (the day list) hear who is waiting, live."""
+    return f"video.practitioner.{user_id}"
+
+
+class Refused(Exception):
+    """The connection or action is refused; the consumer closes with `code`."""
+
+    def __init__(self, code: CloseCode, reason: str = "") -> None:
+        super().__init__(reason or code.name.lower())
+        self.code = code
+        self.reason = reason or code.name.lower()
+
+
+class ActionError(Exception):
+    """A message the server does not carry out; the sender gets an error frame and stays connected."""
+
+    def __init__(self, code: str) -> None:
+        super().__init__(code)
+        self.code = code
+
+
+@dataclass
+class Push:
+    """A message for the channel layer: to one channel or to a group."""
+
+    message: dict[str, Any]
+    channel: str = ""
+    group: str = ""
+
+
+@dataclass
+class Joined:
+    visit_id: int
+    participant_id: int
+    role: str
+    state: str
+    connection: int
+    peers: list[dict[str, Any]]
+    waiting: list[dict[str, Any]]
+    pushes: list[Push] = field(default_factory=list)
+
+
+# --- Who is connecting (the access gate of the visit's websocket) ---
+
+
+def _otp_verified(user: User, session: Any) -> bool:
+    """What django_otp's OTPMiddleware decides for a request, decided from the websocket's session: the device
+    the session names belongs to this user and is confirmed. (The middleware does not run for consumers.)"""
+    persistent_id = session.get(DEVICE_ID_SESSION_KEY) if session is not None else None
+    if not isinstance(persistent_id, str) or not persistent_id:
+        return False
+    device = Device.from_persistent_id(OTPMiddleware._normalize_persistent_id(persistent_id))
+    return device is not None and device.user_id == user.pk and bool(device.confirmed)
+
+
+def _signed_in(user: Any, session: Any) -> User | None:
+    if user is None or isinstance(user, AnonymousUser) or not getattr(user, "is_authenticated", False):
+        return None
+    if not user.is_active:
+        return None
+    if user.is_staff_member and not _otp_verified(user, session):
+        return None
+    last = session.get(LAST_ACTIVITY_KEY) if session is not None else None
+    if isinstance(last, int) and time.time() - last > idle_timeout_seconds(user):
+        return None
+    return user  # type: ignore[no-any-return]
+
+
+def visit_participant_for(*, public_id: str, user: Any, session: Any) -> tuple[AppointmentParticipant, User | None]:
+    """The participant this websocket speaks for, and the signed-in user (None for a link session).
+
+    Refused(UNAUTHENTICATED) with neither a signed-in (and, for staff, second-factor verified) user nor a
+    verified link session; Refused(NOT_PARTICIPANT) for anyone else, whether or not the visit exists, so the
+    answer reveals nothing about other people's appointments."""
+    signed_in = _signed_in(user, session)
+    link_participant = participant_from_link_session(session)
+    if signed_in is None and link_participant is None:
+        raise Refused(CloseCode.UNAUTHENTICATED)
+    try:
+        wanted = uuid.UUID(str(public_id))
+    except ValueError as error:
+        raise Refused(CloseCode.NOT_PARTICIPANT) from error
+    participant = None
+    if signed_in is not None:
+        participant = (
+            AppointmentParticipant.objects.select_related("appointment__establishment", "patient", "user")
+            .filter(appointment__public_id=wanted)
+            .filter(Q(user=signed_in) | Q(patient__user=signed_in))
+            .order_by("-active", "pk")
+            .first()
+        )
+    if participant is None and link_participant is not None and link_participant.appointment.public_id == wanted:
+        participant = link_participant
+    if participant is None:
+        raise Refused(CloseCode.NOT_PARTICIPANT)
+    return participant, signed_in
+
+
+def _check_admissible(participant: AppointmentParticipant, now: dt.datetime) -> None:
+    appointment = participant.appointment
+    if appointment.status == AppointmentStatus.COMPLETED:
+        raise Refused(CloseCode.ENDED)
+    if appointment.status not in (AppointmentStatus.BOOKED, AppointmentStatus.IN_PROGRESS):
+        raise Refused(CloseCode.UNKNOWN_VISIT)
+    if not participant.active:
+        raise Refused(CloseCode.NOT_PARTICIPANT)
+    opens_at, closes_at = join_link_window(appointment)
+    if not opens_at <= now <= closes_at:
+        raise Refused(CloseCode.OUTSIDE_WINDOW)
+    if participant.role == ParticipantRole.PATIENT and not may_start_visit(appointment.patient_id, at=now).allowed:
+        raise Refused(CloseCode.CONSENT_MISSING)
+
+
+# --- Audit helpers: ids and codes only ---
+
+
+def _actor(user: User | None) -> dict[str, Any]:
+    if user is None:
+        return {"actor_user_id": None, "actor_role": "link"}
+    return {"actor_user_id": user.pk, "actor_role": user.role}
+
+
+def _audit(
+    action: AuditAction,
+    appointment: Appointment,
+    user: User | None,
+    *,
+    outcome: Outcome = Outcome.SUCCESS,
+    system: bool = False,
+    **details: Any,
+) -> None:
+    actor = {"actor_user_id": None, "actor_role": "system"} if system else _actor(user)
+    audit.record(
+        action=action,
+        outcome=outcome,
+        purpose=Purpose.TREATMENT,
+        patient_id=appointment.patient_id,
+        object_type="appointment",
+        object_id=appointment.pk,
+        details=details,
+        **actor,
+    )
+
+
+def visit_refusal_record(
+    *, public_id: str, code: CloseCode, participant: AppointmentParticipant | None, user: Any
+) -> None:
+    """A refused connection, in the trail (which visit only when the person is one of its participants)."""
+    signed_in = user if getattr(user, "is_authenticated", False) else None
+    details: dict[str, Any] = {"code": int(code), "reason": code.name.lower()}
+    if participant is not None:
+        details["participant"] = participant.pk
+        _audit(AuditAction.VISIT_REFUSED, participant.appointment, signed_in, outcome=Outcome.DENIED, **details)
+        return
+    audit.record(
+        action=AuditAction.VISIT_REFUSED,
+        outcome=Outcome.DENIED,
+        object_type="appointment",
+        details=details,
+        **_actor(signed_in) if signed_in else {"actor_role": "anonymous"},
+    )
+
+
+# --- The room ---
+
+
+def _peer(presence: Presence) -> dict[str, Any]:
+    return {
+        "participant": presence.participant_id,
+        "role": presence.participant.role,
+        "state": presence.state,
+        "channel": presence.channel_name,
+    }
+
+
+def connected_peer(*, visit_id: int, participant_id: int) -> dict[str, Any] | None:
+    """A participant in the call of this visit (never of another), with their channel; None otherwise."""
+    presence = (
+        Presence.objects.select_related("participant")
+        .filter(visit_id=visit_id, participant_id=participant_id, state=PresenceState.CONNECTED)
+        .first()
+    )
+    return _peer(presence) if presence is not None else None
+
+
+def _hosts_user_ids(appointment: Appointment) -> list[int]:
+    return list(
+        appointment.participants.filter(role__in=_HOSTS, active=True, user__isnull=False).values_list(
+            "user_id", flat=True
+        )
+    )
+
+
+def _lock(visit_id: int) -> VisitSession:
+    rooms = VisitSession.objects.select_for_update(of=("self",)).select_related("appointment", "encounter")
+    return rooms.get(pk=visit_id)
+
+
+def _start_encounter(visit: VisitSession, participants: list[AppointmentParticipant], by: User) -> None:
+    """Start (or join) the encounter of the visit with the health professionals in it."""
+    appointment = visit.appointment
+    members = [
+        (p.user, _ENCOUNTER_ROLES[ParticipantRole(p.role)], p.establishment)
+        for p in participants
+        if p.role in _ENCOUNTER_ROLES and p.user is not None and p.user.role == Role.PRACTITIONER
+    ]
+    if not members:
+        return
+    consulted = next((p.establishment for p in participants if p.role == ParticipantRole.CONSULTED), None)
+    encounter = encounter_start(
+        patient=appointment.patient,
+        appointment_ref=str(appointment.public_id),
+        service_type=appointment.service_type,
+        modality_planned=appointment.modality,
+        origin_establishment=appointment.establishment,
+        consulted_establishment=consulted if appointment.service_type == ServiceType.TELEINTERCONSULTA else None,
+        participants=members,
+        by=by,
+    )
+    if visit.encounter_id is None:
+        visit.encounter = encounter
+
+
+@transaction.atomic
+def visit_connect(
+    *, participant: AppointmentParticipant, user: User | None, channel_name: str, now: dt.datetime | None = None
+) -> Joined:
+    """A participant's websocket joins the visit: the patient waits unless already admitted, the others are in.
+
+    A second connection of the same participant replaces the first (the newest tab wins: the old one is told
+    and closed with REPLACED), so a phone that lost its network and comes back is never locked out by its own
+    stale connection."""
+    now = now or timezone.now()
+    _check_admissible(participant, now)
+    appointment = participant.appointment
+    visit_id = VisitSession.objects.get_or_create(appointment=appointment)[0].pk
+    visit = _lock(visit_id)
+    if visit.status == VisitStatus.ENDED:
+        raise Refused(CloseCode.ENDED)
+    presences = {p.participant_id: p for p in visit.presences.select_related("participant__user")}
+    mine = presences.get(participant.pk)
+    others_live = [p for p in presences.values() if p.state in LIVE_STATES and p.participant_id != participant.pk]
+    if len(others_live) >= MAX_PARTICIPANTS:
+        raise Refused(CloseCode.ROOM_FULL)
+    pushes: list[Push] = []
+    if mine is not None and mine.state in LIVE_STATES:
+        pushes.append(Push({"type": "room.replaced", "connection": mine.connection}, channel=mine.channel_name))
+    was_in = mine is not None and mine.state != PresenceState.LEFT
+    if participant.role == ParticipantRole.PATIENT:
+        comes_back = (
+            visit.status == VisitStatus.IN_PROGRESS
+            and mine is not None
+            and mine.admitted_at is not None
+            and mine.state in (PresenceState.ADMITTED, PresenceState.CONNECTED)
+        )
+        state = PresenceState.CONNECTED if comes_back else PresenceState.WAITING
+    else:
+        state = PresenceState.CONNECTED
+    if mine is None:
+        mine = Presence(visit=visit, participant=participant, joined_at=now)
+    mine.state = state
+    mine.channel_name = channel_name
+    mine.connection += 1
+    mine.last_seen = now
+    if state == PresenceState.CONNECTED and mine.admitted_at is None:
+        mine.admitted_at = now
+    mine.save()
+    visit.empty_since = None
+    if participant.role != ParticipantRole.PATIENT and user is not None and visit.status == VisitStatus.IN_PROGRESS:
+        # A consulted specialist or interpreter joining a running visit takes part in its encounter.
+        _start_encounter(visit, [participant], user)
+    visit.save(update_fields=["empty_since", "encounter"])
+    _audit(
+        AuditAction.VISIT_REJOINED if was_in else AuditAction.VISIT_JOINED,
+        appointment,
+        user,
+        participant=participant.pk,
+        role=participant.role,
+        state=state,
+        connection=mine.connection,
+    )
+    mine.participant = participant
+    event = {"participant": participant.pk, "role": participant.role, "channel": channel_name}
+    if state == PresenceState.WAITING:
+        pushes.append(Push({"type": "room.event", "event": {"type": "waiting", **event}}, group=visit_group(visit.pk)))
+        for user_id in _hosts_user_ids(appointment):
+            pushes.append(
+                Push(
+                    {"type": "visit.waiting", "appointment": str(appointment.public_id), "participant": participant.pk},
+                    group=practitioner_group(user_id),
+                )
+            )
+    else:
+        pushes.append(
+            Push({"type": "room.event", "event": {"type": "peer_joined", **event}}, group=visit_group(visit.pk))
+        )
+    peers = [_peer(p) for p in presences.values() if p.state in LIVE_STATES and p.participant_id != participant.pk]
+    return Joined(
+        visit_id=visit.pk,
+        participant_id=participant.pk,
+        role=participant.role,
+        state=state,
+        connection=mine.connection,
+        peers=[p for p in peers if p["state"] == PresenceState.CONNECTED],
+        waiting=[p for p in peers if p["state"] == PresenceState.WAITING],
+        pushes=pushes,
+    )
+
+
+def _host(visit: VisitSession, participant_id: int) -> AppointmentParticipant:
+    host = (
+        AppointmentParticipant.objects.select_related("user")
+        .filter(pk=participant_id, appointment_id=visit.appointment_id, role__in=_HOSTS, active=True)
+        .first()
+    )
+    if host is None:
+        raise ActionError("forbidden")
+    return host
+
+
+def _waiting(visit: VisitSession, participant_id: int) -> Presence:
+    presence = visit.presences.filter(participant_id=participant_id, state=PresenceState.WAITING).first()
+    if presence is None:
+        raise ActionError("not_waiting")
+    return presence
+
+
+@transaction.atomic
+def visit_admit(*, visit_id: int, by_participant_id: int, user: User, participant_id: int) -> list[Push]:
+    """The practitioner lets the waiting patient in: the visit (its encounter and the appointment) starts."""
+    visit = _lock(visit_id)
+    if visit.status == VisitStatus.ENDED:
+        raise ActionError("ended")
+    host = _host(visit, by_participant_id)
+    presence = _waiting(visit, participant_id)
+    now = timezone.now()
+    if visit.status == VisitStatus.WAITING:
+        hosts_in = list(
+            AppointmentParticipant.objects.select_related("user", "establishment").filter(
+                pk__in=visit.presences.filter(state=PresenceState.CONNECTED).values("participant_id"),
+                role__in=_HOSTS,
+            )
+        )
+        _start_encounter(visit, hosts_in or [host], user)
+        if visit.encounter_id is None:
+            raise ActionError("no_practitioner")
+        appointment_start_visit(appointment=visit.appointment, by=user)
+        visit.status = VisitStatus.IN_PROGRESS
+        visit.started_at = now
+        visit.save(update_fields=["status", "started_at", "encounter"])
+    presence.state = PresenceState.CONNECTED
+    presence.admitted_at = now
+    presence.last_seen = now
+    presence.save(update_fields=["state", "admitted_at", "last_seen"])
+    _audit(AuditAction.VISIT_ADMITTED, visit.appointment, user, participant=participant_id, by=host.pk)
+    role = presence.participant.role
+    return [
+        Push({"type": "room.admitted", "connection": presence.connection}, channel=presence.channel_name),
+        Push(
+            {
+                "type": "room.event",
+                "event": {
+                    "type": "peer_joined",
+                    "participant": participant_id,
+                    "role": role,
+                    "channel": presence.channel_name,
+                },
+            },
+            group=visit_group(visit.pk),
+        ),
+    ]
+
+
+@transaction.atomic
+def visit_decline(*, visit_id: int, by_participant_id: int, user: User, participant_id: int) -> list[Push]:
+    """The practitioner turns the waiting person away (they may come back and wait again while the window lasts)."""
+    visit = _lock(visit_id)
+    host = _host(visit, by_participant_id)
+    presence = _waiting(visit, participant_id)
+    channel = presence.channel_name
+    presence.state = PresenceState.LEFT
+    presence.channel_name = ""
+    presence.save(update_fields=["state", "channel_name"])
+    _audit(AuditAction.VISIT_DECLINED, visit.appointment, user, participant=participant_id, by=host.pk)
+    return [
+        Push({"type": "room.declined", "connection": presence.connection}, channel=channel),
+        Push(
+            {"type": "room.event", "event": {"type": "peer_left", "participant": participant_id}},
+            group=visit_group(visit.pk),
+        ),
+    ]
+
+
+@dataclass
+class Left:
+    pushes: list[Push]
+    # The visit is in progress and nobody is left in it: it ends by itself after empty_timeout().
+    empty: bool
+
+
+@transaction.atomic
+def visit_leave(*, visit_id: int, participant_id: int, connection: int, user: User | None, explicit: bool) -> Left:
+    """A connection ends (a "leave" message or a dropped websocket). Only the participant's latest connection
+    counts: a tab replaced by a newer one leaves nothing behind."""
+    visit = _lock(visit_id)
+    presence = visit.presences.select_related("participant").filter(participant_id=participant_id).first()
+    if presence is None or presence.connection != connection or presence.state not in LIVE_STATES:
+        return Left([], False)
+    now = timezone.now()
+    # Dropped (not left on purpose) after being let in: may come back without waiting again (a reconnect).
+    admitted = presence.state == PresenceState.CONNECTED and visit.status == VisitStatus.IN_PROGRESS
+    presence.state = PresenceState.ADMITTED if admitted and not explicit else PresenceState.LEFT
+    presence.channel_name = ""
+    presence.last_seen = now
+    presence.save(update_fields=["state", "channel_name", "last_seen"])
+    empty = (
+        visit.status == VisitStatus.IN_PROGRESS
+        and not visit.presences.filter(state__in=LIVE_STATES).exclude(pk=presence.pk).exists()
+    )
+    if empty:
+        visit.empty_since = now
+        visit.save(update_fields=["empty_since"])
+    _audit(
+        AuditAction.VISIT_LEFT,
+        visit.appointment,
+        user,
+        participant=participant_id,
+        explicit=explicit,
+        connection=connection,
+    )
+    return Left(
+        [
+            Push(
+                {"type": "room.event", "event": {"type": "peer_left", "participant": participant_id}},
+                group=visit_group(visit.pk),
+            )
+        ],
+        empty,
+    )
+
+
+def _finish(visit: VisitSession, *, by: User | None, ended_at: dt.datetime, reason: str) -> list[Push]:
+    if visit.encounter is not None:
+        encounter_finish(encounter=visit.encounter, by=by, ended_at=max(ended_at, visit.encounter.started_at))
+    if visit.appointment.status in (AppointmentStatus.IN_PROGRESS, AppointmentStatus.BOOKED):
+        appointment_finish_visit(appointment=visit.appointment, by=by)
+    visit.status = VisitStatus.ENDED
+    visit.ended_at = ended_at
+    visit.save(update_fields=["status", "ended_at"])
+    visit.presences.exclude(state=PresenceState.LEFT).update(state=PresenceState.LEFT, channel_name="")
+    _audit(AuditAction.VISIT_ENDED, visit.appointment, by, system=by is None, reason=reason)
+    return [Push({"type": "room.ended", "reason": reason}, group=visit_group(visit.pk))]
+
+
+@transaction.atomic
+def visit_end(*, visit_id: int, by_participant_id: int, user: User) -> list[Push]:
+    """The practitioner ends the visit for everyone: the encounter finishes now, the appointment is attended."""
+    visit = _lock(visit_id)
+    _host(visit, by_participant_id)
+    if visit.status == VisitStatus.ENDED:
+        return []
+    if visit.status != VisitStatus.IN_PROGRESS:
+        raise ActionError("not_started")
+    return _finish(visit, by=user, ended_at=timezone.now(), reason="ended")
+
+
+@transaction.atomic
+def visit_finish_if_abandoned(*, visit_id: int, now: dt.datetime | None = None) -> list[Push]:
+    """A visit in progress that has been empty for the timeout ends, at the time the last participant left."""
+    now = now or timezone.now()
+    visit = _lock(visit_id)
+    if visit.status != VisitStatus.IN_PROGRESS or visit.empty_since is None:
+        return []
+    if now - visit.empty_since < empty_timeout():
+        return []
+    if visit.presences.filter(state__in=LIVE_STATES).exists():
+        return []
+    return _finish(visit, by=None, ended_at=visit.empty_since, reason="abandoned")
+
+
+def visits_finish_abandoned(*, now: dt.datetime | None = None) -> int:
+    """For a periodic sweep: end every visit left empty past the timeout (when no process was there to)."""
+    now = now or timezone.now()
+    ids = VisitSession.objects.filter(
+        status=VisitStatus.IN_PROGRESS, empty_since__lte=now - empty_timeout()
+    ).values_list("pk", flat=True)
+    return sum(1 for visit_id in list(ids) if visit_finish_if_abandoned(visit_id=visit_id, now=now))
+
+
+@transaction.atomic
+def visit_media_state(*, visit_id: int, participant_id: int, user: User | None, modality: str | None) -> bool:
+    """A participant's media changed; a change of the visit's modality goes into the encounter. True if recorded."""
+    if modality is None:
+        return False
+    visit = _lock(visit_id)
+    if visit.status != VisitStatus.IN_PROGRESS or visit.encounter is None:
+        return False
+    last = EncounterModalityChange.objects.filter(encounter=visit.encounter).order_by("-changed_at", "-pk").first()
+    if last is not None and last.modality == modality:
+        return False
+    encounter_record_modality(encounter=visit.encounter, modality=modality, by=user)
+    _audit(
+        AuditAction.VISIT_MODALITY_CHANGED,
+        visit.appointment,
+        user,
+        participant=participant_id,
+        modality=modality,
+        previous=last.modality if last else "",
+    )
+    return True
+
+
+@transaction.atomic
+def visit_chat(*, visit_id: int, participant_id: int, user: User | None, text: str) -> tuple[ChatMessage, list[Push]]:
+    """An in-call chat message: stored encrypted with the encounter, audited (its id, never its text), relayed."""
+    visit = _lock(visit_id)
+    if visit.status != VisitStatus.IN_PROGRESS:
+        raise ActionError("not_started")
+    message = ChatMessage.objects.create(
+        visit=visit, encounter=visit.encounter, sender_id=participant_id, body=text, sent_at=timezone.now()
+    )
+    _audit(AuditAction.VISIT_CHAT_SENT, visit.appointment, user, participant=participant_id, message=message.pk)
+    event = {
+        "type": "chat",
+        "from": participant_id,
+        "id": message.pk,
+        "text": text,
+        "at": message.sent_at.isoformat(),
+    }
+    return message, [Push({"type": "room.event", "event": event}, group=visit_group(visit.pk))]
