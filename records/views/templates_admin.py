@@ -186,7 +186,10 @@ def note_template_new(request: HttpRequest) -> HttpResponse:
     if form.is_bound and form.is_valid():
         try:
             template = template_create(
-                specialty=form.cleaned_data["specialty"], name=form.cleaned_data["name"], content=form.content(), by=user
+                specialty=form.cleaned_data["specialty"],
+                name=form.cleaned_data["name"],
+                content=form.content(),
+                by=user,
             )
         except ValidationError as error:
             form.add_service_error(error)
