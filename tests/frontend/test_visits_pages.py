@@ -211,3 +211,21 @@ def test_an_absurd_note_id_is_a_404(personas, patient, login_as):
 
     assert client.get("/mine/visits/notes/999999999999999999/").status_code == 404
     assert client.get("/mine/visits/notes/9999999999999999999/").status_code == 404
+
+
+@pytest.mark.parametrize("url", [VISITS, PRESCRIPTIONS])
+def test_the_lists_take_the_same_number_of_queries_for_more_visits(personas, patient, signed, login_as, url):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    client = login_as(personas.patient)
+    client.get(url)  # the session's first request loads what later ones find cached
+    with CaptureQueriesContext(connection) as one:
+        assert client.get(url).status_code == 200
+    for number in range(2, 5):
+        _note(personas, patient, ref=f"appointment-{number}")
+    with CaptureQueriesContext(connection) as four:
+        response = client.get(url)
+
+    assert len(response.context["visits" if url == VISITS else "rows"]) == 4
+    assert len(four.captured_queries) == len(one.captured_queries)
