@@ -1,0 +1,132 @@
+"""Two daphne processes sharing Redis serve one visit (VID-1): the patient on one, the practitioner on the other,
+and every message of the protocol crosses between them."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import aiohttp
+import pytest
+from daphne.testing import DaphneProcess
+from django.db import connections
+
+from records.models import Encounter, EncounterStatus
+from scheduling.models import AppointmentStatus
+from tests.teleconsult.support import run_in_own_loop
+from tests.video.signalling_support import make_visit, signed_in_cookie
+from video.models import ChatMessage
+from video.protocol import CloseCode
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.redis]
+
+SDP = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n" + "a=x\r\n" * 400  # about 2.5 KB
+
+
+def _application() -> Any:
+    from teleconsult.asgi import application
+
+    return application
+
+
+@pytest.fixture
+def two_daphnes(redis_url, settings) -> Iterator[tuple[int, int]]:
+    if settings.CHANNEL_LAYERS["default"]["BACKEND"] != "teleconsult.channel_layer.PooledRedisChannelLayer":
+        pytest.fail("REDIS_URL must configure the Redis channel layer for this test")
+    # The children are forked from this process: same settings, this test's database, no shared connection.
+    connections.close_all()
+    servers = [DaphneProcess(host="127.0.0.1", get_application=_application, kwargs={"verbosity": 0}) for _ in "ab"]
+    for server in servers:
+        server.daemon = True
+        server.start()
+    try:
+        for server in servers:
+            assert server.ready.wait(30), "daphne did not start"
+        yield servers[0].port.value, servers[1].port.value
+    finally:
+        for server in servers:
+            server.terminate()
+            server.join(10)
+
+
+async def _next(ws: aiohttp.ClientWebSocketResponse, kind: str) -> dict[str, Any]:
+    while True:
+        message = await ws.receive(timeout=10)
+        assert message.type == aiohttp.WSMsgType.TEXT, message
+        data = json.loads(message.data)
+        if data["type"] == kind:
+            return data
+
+
+async def _close_code(ws: aiohttp.ClientWebSocketResponse) -> int | None:
+    while True:
+        message = await ws.receive(timeout=10)
+        if message.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.CLOSING):
+            return ws.close_code
+
+
+def _frame(kind: str, **fields: Any) -> str:
+    return json.dumps({"v": 1, "type": kind, **fields})
+
+
+def test_patient_and_practitioner_on_different_processes(personas, two_daphnes):
+    visit = make_visit(personas)
+    doctor_cookie = signed_in_cookie(personas.practitioner)
+    patient_cookie = signed_in_cookie(personas.patient)
+    connections.close_all()
+    port_a, port_b = two_daphnes
+    path = f"/ws/visit/{visit.appointment.public_id}/"
+
+    async def scenario() -> None:
+        async with aiohttp.ClientSession() as http:
+            doctor = await http.ws_connect(
+                f"ws://127.0.0.1:{port_a}{path}",
+                headers={"Cookie": doctor_cookie, "Origin": f"http://127.0.0.1:{port_a}"},
+            )
+            doctor_id = (await _next(doctor, "welcome"))["participant"]
+            patient = await http.ws_connect(
+                f"ws://127.0.0.1:{port_b}{path}",
+                headers={"Cookie": patient_cookie, "Origin": f"http://127.0.0.1:{port_b}"},
+            )
+            welcome = await _next(patient, "welcome")
+            assert welcome["state"] == "waiting"
+            patient_id = welcome["participant"]
+            # The lobby event crosses from process B to the practitioner on process A.
+            assert (await _next(doctor, "waiting"))["participant"] == patient_id
+            await doctor.send_str(_frame("admit", participant=patient_id))
+            assert (await _next(patient, "admitted"))["peers"] == [{"participant": doctor_id, "role": "practitioner"}]
+            await _next(doctor, "peer_joined")
+
+            await patient.send_str(_frame("offer", to=doctor_id, sdp=SDP))
+            assert await _next(doctor, "offer") == {"v": 1, "type": "offer", "sdp": SDP, "from": patient_id}
+            await doctor.send_str(_frame("answer", to=patient_id, sdp=SDP))
+            assert (await _next(patient, "answer"))["from"] == doctor_id
+            for index in range(20):
+                await doctor.send_str(_frame("ice", to=patient_id, candidate=f"candidate:{index} 1 udp 9 h 9 typ host"))
+            for index in range(20):
+                assert (await _next(patient, "ice"))["candidate"].startswith(f"candidate:{index} ")
+            await patient.send_str(_frame("chat", text="La escucho bien"))
+            assert (await _next(doctor, "chat"))["text"] == "La escucho bien"
+
+            # A misbehaving patient client is closed on its process; the practitioner on the other carries on.
+            await patient.send_str("{oops")
+            assert await _close_code(patient) == CloseCode.MALFORMED
+            assert (await _next(doctor, "peer_left"))["participant"] == patient_id
+            back = await http.ws_connect(
+                f"ws://127.0.0.1:{port_a}{path}",
+                headers={"Cookie": patient_cookie, "Origin": f"http://127.0.0.1:{port_a}"},
+            )
+            assert (await _next(back, "welcome"))["state"] == "connected"
+            await _next(doctor, "peer_joined")
+            await doctor.send_str(_frame("end"))
+            assert (await _next(back, "end"))["reason"] == "ended"
+            assert await _close_code(back) == CloseCode.ENDED
+            assert await _close_code(doctor) == CloseCode.ENDED
+
+    run_in_own_loop(lambda: asyncio.wait_for(scenario(), 60))
+    encounter = Encounter.objects.get(appointment_ref=str(visit.appointment.public_id))
+    visit.appointment.refresh_from_db()
+    assert encounter.status == EncounterStatus.FINISHED and visit.appointment.status == AppointmentStatus.COMPLETED
+    assert ChatMessage.objects.get().body == "La escucho bien"
