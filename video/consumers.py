@@ -52,6 +52,7 @@ def _admit_and_join(
 
 class VisitConsumer(AsyncWebsocketConsumer):
     joined: services.Joined | None = None
+    group: str | None = None
 
     async def connect(self) -> None:
         self.joined = None
@@ -116,10 +117,9 @@ class VisitConsumer(AsyncWebsocketConsumer):
                 await self.channel_layer.group_send(push.group, push.message)
 
     async def disconnect(self, code: int) -> None:
-        joined = self.joined
-        if joined is None:
-            return
-        await self.channel_layer.group_discard(self.group, self.channel_name)
+        group = getattr(self, "group", None)
+        if group is not None:  # joined at some point (it may have been replaced, declined or ended since)
+            await self.channel_layer.group_discard(group, self.channel_name)
         await self._leave(explicit=False)
 
     async def _leave(self, *, explicit: bool) -> None:
@@ -233,9 +233,8 @@ class VisitConsumer(AsyncWebsocketConsumer):
     async def room_relay(self, message: dict[str, Any]) -> None:
         if self.joined is None or self.joined.state != "connected":
             return
-        sender = message["event"].get("from")
-        if sender not in self.peers:
-            return  # only from someone this connection knows to be in the same visit
+        # Only our consumers know this channel's name, and they learnt it from this visit's room (its events or
+        # its presences): what arrives here comes from a participant of this visit.
         await self._send_event(message["event"])
 
     async def room_event(self, message: dict[str, Any]) -> None:

@@ -3,6 +3,7 @@ refusal), the waiting room, relaying, and what the visit writes to the encounter
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 import uuid
@@ -439,3 +440,17 @@ async def test_join_and_leave_are_audited_with_ids_only(visit, cookies):
         "connection": 1,
     }
     assert joined[2] == str(visit.appointment.pk) and joined[1]["role"] == ParticipantRole.PRACTITIONER
+
+
+async def test_the_consumer_ends_an_emptied_visit_by_itself(visit, cookies, settings):
+    settings.VIDEO_EMPTY_VISIT_TIMEOUT_SECONDS = 0
+    doctor, patient, _doctor_id, _patient_id = await _in_call(visit, cookies)
+    await patient.disconnect()
+    await doctor.disconnect()
+    # The timer fires a second after the timeout, in the process that saw the last one leave.
+    for _ in range(50):
+        await asyncio.sleep(0.1)
+        session = await database_sync_to_async(VisitSession.objects.get)(appointment=visit.appointment)
+        if session.status == VisitStatus.ENDED:
+            break
+    assert session.status == VisitStatus.ENDED and session.ended_at == session.empty_since
