@@ -1,0 +1,301 @@
+"""Signalling relay: N concurrent visits (2N websockets) on one daphne process with the Redis channel layer.
+
+Each visit's practitioner and patient pass 2.5 KB offers/answers back and forth (closed loop) through the
+real consumer (session cookies, waiting room, admit). Prints relay latency (one hop, p50/p95/p99),
+messages a second, errors and daphne's memory per connection. Targets (issue 6): 200 visits, p95 <= 50 ms,
+zero errors, >= 3,000 messages/s. Runs on a scratch database; needs DATABASE_URL and REDIS_URL.
+Usage: .venv/bin/python -m bench.signalling_relay [--visits 50] [--seconds 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import datetime as dt
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from typing import Any
+
+SCRATCH = "tc_bench_signalling_relay"
+PAYLOAD = 2_500
+
+
+def _percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))] if ordered else float("nan")
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _build(visits: int) -> list[tuple[str, str, str]]:
+    """N booked visits, each with its own practitioner and patient (consented): (path, doctor, patient cookie)."""
+    from django.db.backends.postgresql.psycopg_any import DateTimeTZRange
+    from django.test import Client
+    from django.utils import timezone
+    from django_otp import DEVICE_ID_SESSION_KEY
+    from django_otp.plugins.otp_totp.models import TOTPDevice
+
+    from accounts.models import Establishment, PractitionerProfile, Role, User
+    from records.consent import consent_document_publish, consent_record
+    from records.models import ConsentKind, ConsentMethod, Decision, Patient, Sex
+    from scheduling.models import (
+        Appointment,
+        AppointmentParticipant,
+        AppointmentStatus,
+        Modality,
+        ParticipantRole,
+        ServiceType,
+        VisitType,
+    )
+
+    establishment = Establishment.objects.create(name="Centro de Salud de prueba", renipress_code="00009999")
+    admin = User.objects.create_user(email="admin@bench.test", password=None, role=Role.CLINIC_ADMIN)
+    documents = [
+        consent_document_publish(
+            kind=kind, texts={"es-pe": ("Consentimiento", "Acepto.")}, validity_days=None, published_by=admin
+        )[0]
+        for kind in (ConsentKind.TELEMEDICINE, ConsentKind.DATA_PROCESSING)
+    ]
+    visit_type = VisitType.objects.create(
+        establishment=establishment,
+        name="Consulta",
+        specialty="Medicina general",
+        service_type=ServiceType.TELECONSULTA,
+        modality=Modality.VIDEO,
+        duration_minutes=30,
+    )
+    start = timezone.now() + dt.timedelta(minutes=5)
+    during = DateTimeTZRange(start, start + dt.timedelta(minutes=30))
+    built = []
+    for index in range(visits):
+        doctor = User.objects.create_user(email=f"medico{index}@bench.test", password=None, role=Role.PRACTITIONER)
+        PractitionerProfile.objects.create(
+            user=doctor, profession="physician", registry_body="CMP", registry_number=f"{30000 + index}"
+        )
+        device = TOTPDevice.objects.create(user=doctor, name="app", confirmed=True)
+        person = User.objects.create_user(email=f"paciente{index}@bench.test", password=None, role=Role.PATIENT)
+        patient = Patient.objects.create(
+            given_names="Paciente",
+            paternal_surname=f"Prueba{index}",
+            search_name=f"prueba{index} paciente",
+            sex=Sex.FEMALE,
+            birth_date=dt.date(1980, 1, 1),
+            user=person,
+        )
+        for document in documents:
+            consent_record(
+                patient=patient,
+                document=document,
+                decision=Decision.GRANT,
+                method=ConsentMethod.TYPED_NAME,
+                shown_sha256=document.text_sha256,
+                actor=None,
+                typed_name="Paciente Prueba",
+            )
+        appointment = Appointment.objects.create(
+            establishment=establishment,
+            visit_type=visit_type,
+            service_type=visit_type.service_type,
+            modality=visit_type.modality,
+            patient=patient,
+            start=start,
+            end=start + dt.timedelta(minutes=30),
+            status=AppointmentStatus.BOOKED,
+            booked_by=admin,
+        )
+        for role, user, calendar, record in (
+            (ParticipantRole.PATIENT, person, f"patient:{patient.pk}", patient),
+            (ParticipantRole.PRACTITIONER, doctor, f"user:{doctor.pk}", None),
+        ):
+            AppointmentParticipant.objects.create(
+                appointment=appointment,
+                role=role,
+                user=user,
+                patient=record,
+                establishment=establishment,
+                calendar=calendar,
+                during=during,
+            )
+        cookies = []
+        for user in (doctor, person):
+            client = Client()
+            client.force_login(user)
+            if user is doctor:
+                session = client.session
+                session[DEVICE_ID_SESSION_KEY] = device.persistent_id
+                session.save()
+            cookies.append(f"sessionid={client.cookies['sessionid'].value}")
+        built.append((f"/ws/visit/{appointment.public_id}/", cookies[0], cookies[1]))
+    return built
+
+
+class Stats:
+    def __init__(self) -> None:
+        self.latencies: list[float] = []
+        self.errors: list[str] = []
+        self.measuring = False
+
+
+async def _frames(ws: Any, kind: str) -> dict[str, Any]:
+    import aiohttp
+
+    while True:
+        message = await ws.receive(timeout=30)
+        if message.type != aiohttp.WSMsgType.TEXT:
+            raise RuntimeError(f"socket closed ({ws.close_code})")
+        data = json.loads(message.data)
+        if data["type"] == "error":
+            raise RuntimeError(f"error frame {data}")
+        if data["type"] == kind:
+            return data
+
+
+def _sdp() -> str:
+    stamp = f"{time.perf_counter():.9f} "
+    return stamp + "a" * (PAYLOAD - len(stamp))
+
+
+async def _visit(
+    http: Any, url: str, visit: tuple[str, str, str], stats: Stats, stop: asyncio.Event, rate: float
+) -> None:
+    path, doctor_cookie, patient_cookie = visit
+    origin = {"Origin": url.replace("ws://", "http://")}
+    doctor = await http.ws_connect(url + path, headers={"Cookie": doctor_cookie, **origin}, max_msg_size=0)
+    doctor_id = (await _frames(doctor, "welcome"))["participant"]
+    patient = await http.ws_connect(url + path, headers={"Cookie": patient_cookie, **origin}, max_msg_size=0)
+    patient_id = (await _frames(patient, "welcome"))["participant"]
+    await _frames(doctor, "waiting")
+    await doctor.send_str(json.dumps({"v": 1, "type": "admit", "participant": patient_id}))
+    await _frames(patient, "admitted")
+    await _frames(doctor, "peer_joined")
+    gap = 1 / rate
+
+    async def side(ws: Any, kind: str, reply: str, to: int, starts: bool) -> None:
+        last = 0.0
+        if starts:
+            await ws.send_str(json.dumps({"v": 1, "type": "offer", "to": to, "sdp": _sdp()}))
+        while not stop.is_set():
+            message = await _frames(ws, kind)
+            if stats.measuring:
+                stats.latencies.append(time.perf_counter() - float(message["sdp"].split(" ", 1)[0]))
+            # Stay under the per-connection rate limit (the consumer would close us with 4429).
+            wait = last + gap - time.perf_counter()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            last = time.perf_counter()
+            await ws.send_str(json.dumps({"v": 1, "type": reply, "to": to, "sdp": _sdp()}))
+
+    try:
+        await asyncio.gather(
+            side(patient, "answer", "offer", doctor_id, True), side(doctor, "offer", "answer", patient_id, False)
+        )
+    except Exception as error:
+        if not stop.is_set():
+            stats.errors.append(repr(error))
+    finally:
+        await doctor.close()
+        await patient.close()
+
+
+async def _run(url: str, visits: list[tuple[str, str, str]], seconds: float, rate: float, pid: int) -> None:
+    import aiohttp
+    import psutil
+
+    process = psutil.Process(pid)
+    before = process.memory_info().rss
+    stats = Stats()
+    stop = asyncio.Event()
+    connector = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(connector=connector) as http:
+        tasks = []
+        for visit in visits:
+            tasks.append(asyncio.create_task(_visit(http, url, visit, stats, stop, rate)))
+            await asyncio.sleep(0.02)  # connect gradually, as patients arrive
+        await asyncio.sleep(3)  # warm up
+        after = process.memory_info().rss
+        stats.measuring = True
+        started = time.perf_counter()
+        await asyncio.sleep(seconds)
+        stats.measuring = False
+        elapsed = time.perf_counter() - started
+        count = len(stats.latencies)
+        stop.set()
+        await asyncio.wait(tasks, timeout=10)
+    ms = [value * 1000 for value in stats.latencies]
+    print(f"{len(visits)} visits, {2 * len(visits)} websockets, {seconds:.0f} s closed loop of {PAYLOAD} B messages")
+    print(f"  relayed: {count} messages, {count / elapsed:,.0f} messages/s")
+    print(
+        f"  relay latency: p50 {_percentile(ms, 0.5):.1f} ms, p95 {_percentile(ms, 0.95):.1f} ms, "
+        f"p99 {_percentile(ms, 0.99):.1f} ms"
+    )
+    print(f"  errors: {len(stats.errors)}" + (f" (first: {stats.errors[0]})" if stats.errors else ""))
+    print(f"  daphne memory: {(after - before) / (2 * len(visits)) / 1024:.0f} KiB per connection (RSS growth)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--visits", type=int, default=50)
+    parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--rate", type=float, default=45, help="messages a second per connection at most")
+    args = parser.parse_args()
+    redis_url = os.environ.get("REDIS_URL")
+    if not redis_url:
+        raise SystemExit("Set REDIS_URL: the benchmark measures the Redis channel layer.")
+    from bench.scratch import scratch_database
+
+    with scratch_database(SCRATCH) as database_url:
+        import django
+
+        django.setup()
+        from django.conf import settings
+        from django.core.management import call_command
+        from django.db import connections
+
+        call_command("migrate", verbosity=0)
+        built = time.perf_counter()
+        visits = _build(args.visits)
+        print(f"built {args.visits} visits in {time.perf_counter() - built:.1f} s")
+        connections.close_all()
+        port = _free_port()
+        env = os.environ | {
+            "DATABASE_URL": database_url,
+            "SECRET_KEY": settings.SECRET_KEY,
+            "TELECONSULT_KEK": base64.b64encode(settings.TELECONSULT_KEK).decode(),
+            "TELECONSULT_AUDIT_KEY": base64.b64encode(settings.TELECONSULT_AUDIT_KEY).decode(),
+            "TELECONSULT_INDEX_KEY": base64.b64encode(settings.TELECONSULT_INDEX_KEY).decode(),
+            "ACCESS_LOG_LEVEL": "WARNING",
+        }
+        server = subprocess.Popen(  # one daphne, as production runs it
+            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "teleconsult.asgi:application"],
+            cwd=settings.BASE_DIR,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                with socket.socket() as probe:
+                    if probe.connect_ex(("127.0.0.1", port)) == 0:
+                        break
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise SystemExit("daphne did not start")
+                time.sleep(0.2)
+            print(f"daphne on 127.0.0.1:{port}, Redis layer at {redis_url.rsplit('@', 1)[-1]}; {os.cpu_count()} CPUs")
+            asyncio.run(_run(f"ws://127.0.0.1:{port}", visits, args.seconds, args.rate, server.pid))
+        finally:
+            server.terminate()
+            server.wait(10)
+
+
+if __name__ == "__main__":
+    main()
