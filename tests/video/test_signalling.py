@@ -11,6 +11,7 @@ import uuid
 import pytest
 import pytest_asyncio
 from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
 from django.db import connection, connections
 from django.utils import timezone
 
@@ -35,7 +36,7 @@ from tests.video.signalling_support import (
 from video.models import ChatMessage, Presence, PresenceState, VisitSession, VisitStatus
 from video.protocol import MAX_CHAT, MAX_SDP, CloseCode
 from video.rooms import waiting_for
-from video.services import visits_finish_abandoned
+from video.services import practitioner_group, visits_finish_abandoned
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.asyncio]
 
@@ -221,6 +222,8 @@ async def test_a_second_tab_replaces_the_first_4409(visit, cookies):
     # The old tab's goodbye does not take the new one out of the room.
     presence = await database_sync_to_async(Presence.objects.get)(participant_id=patient_id)
     assert presence.state == PresenceState.CONNECTED and presence.connection == 2
+    rejoined = AuditEvent.objects.filter(action=AuditAction.VISIT_REJOINED, details__participant=patient_id)
+    assert await database_sync_to_async(rejoined.count)() == 1
     await doctor.send_to(text_data=frame("answer", to=patient_id, sdp=SDP))
     assert (await receive_until(second, "answer"))["from"] == doctor_id
     await second.disconnect()
@@ -454,3 +457,16 @@ async def test_the_consumer_ends_an_emptied_visit_by_itself(visit, cookies, sett
         if session.status == VisitStatus.ENDED:
             break
     assert session.status == VisitStatus.ENDED and session.ended_at == session.empty_since
+
+
+async def test_the_practitioners_pages_hear_who_starts_waiting(visit, cookies, personas):
+    layer = get_channel_layer()
+    channel = await layer.new_channel()
+    await layer.group_add(practitioner_group(personas.practitioner.pk), channel)
+    patient = socket(visit.path, cookies["patient"])
+    assert (await patient.connect())[0]
+    patient_id = (await receive(patient))["participant"]
+    heard = await asyncio.wait_for(layer.receive(channel), 5)
+    public_id = str(visit.appointment.public_id)
+    assert heard == {"type": "visit.waiting", "appointment": public_id, "participant": patient_id}
+    await patient.disconnect()
