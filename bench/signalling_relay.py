@@ -15,6 +15,7 @@ import base64
 import datetime as dt
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -246,6 +247,7 @@ def main() -> None:
     parser.add_argument("--visits", type=int, default=50)
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--rate", type=float, default=45, help="messages a second per connection at most")
+    parser.add_argument("--profile", metavar="PATH", help="run daphne under cProfile, statistics written to PATH")
     args = parser.parse_args()
     redis_url = os.environ.get("REDIS_URL")
     if not redis_url:
@@ -274,8 +276,19 @@ def main() -> None:
             "TELECONSULT_INDEX_KEY": base64.b64encode(settings.TELECONSULT_INDEX_KEY).decode(),
             "ACCESS_LOG_LEVEL": "WARNING",
         }
+        profiler = ["-m", "cProfile", "-o", args.profile] if args.profile else []
         server = subprocess.Popen(  # one daphne, as production runs it
-            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "teleconsult.asgi:application"],
+            [
+                sys.executable,
+                *profiler,
+                "-m",
+                "daphne",
+                "-b",
+                "127.0.0.1",
+                "-p",
+                str(port),
+                "teleconsult.asgi:application",
+            ],
             cwd=settings.BASE_DIR,
             env=env,
             stdout=subprocess.DEVNULL,
@@ -293,8 +306,9 @@ def main() -> None:
             print(f"daphne on 127.0.0.1:{port}, Redis layer at {redis_url.rsplit('@', 1)[-1]}; {os.cpu_count()} CPUs")
             asyncio.run(_run(f"ws://127.0.0.1:{port}", visits, args.seconds, args.rate, server.pid))
         finally:
-            server.terminate()
-            server.wait(10)
+            # SIGINT: daphne stops its reactor and returns, so cProfile writes its statistics.
+            server.send_signal(signal.SIGINT)
+            server.wait(30)
 
 
 if __name__ == "__main__":
