@@ -470,3 +470,18 @@ async def test_the_practitioners_pages_hear_who_starts_waiting(visit, cookies, p
     public_id = str(visit.appointment.public_id)
     assert heard == {"type": "visit.waiting", "appointment": public_id, "participant": patient_id}
     await patient.disconnect()
+
+
+async def test_a_practitioner_arriving_later_is_told_who_waits(visit, cookies):
+    patient = socket(visit.path, cookies["patient"])
+    assert (await patient.connect())[0]
+    patient_id = (await receive(patient))["participant"]
+    assert await receive(patient) == {"v": 1, "type": "waiting"}
+    doctor = socket(visit.path, cookies["practitioner"])
+    assert (await doctor.connect())[0]
+    assert (await receive(doctor))["type"] == "welcome"
+    assert await receive(doctor) == {"v": 1, "type": "waiting", "participant": patient_id, "role": "patient"}
+    # The waiting patient hears nothing of the practitioner's arrival (the lobby is not the call).
+    assert await patient.receive_nothing(timeout=0.3)
+    await patient.disconnect()
+    await doctor.disconnect()
