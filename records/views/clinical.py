@@ -95,12 +95,16 @@ def _cie10_title(code: str) -> str:
     return entry.title_en if (get_language() or "").startswith("en") else entry.title_es
 
 
-def _timeline(patient: Patient, page_number: str | None):  # type: ignore[no-untyped-def]
+def encounter_timeline(patient: Patient, page_number: str | None):  # type: ignore[no-untyped-def]
     """One page of the patient's encounters, newest first, with their notes, amendments and participants: a
     fixed number of queries whatever the number of encounters. Note and amendment texts are not loaded (the
     timeline shows status and signature only; they are decrypted when a note is opened)."""
-    notes = ClinicalNote.objects.select_related("author").defer("content").order_by("created_at", "pk")
-    amendments = NoteAmendment.objects.defer("reason", "text").order_by("created_at", "pk")
+    notes = (
+        ClinicalNote.objects.select_related("author")
+        .defer("content", "signature", "certificate_pem")
+        .order_by("created_at", "pk")
+    )
+    amendments = NoteAmendment.objects.only("pk", "note_id", "created_at").order_by("created_at", "pk")
     encounters = (
         Encounter.objects.filter(patient=patient)
         .select_related("origin_establishment", "consulted_establishment")
@@ -127,7 +131,7 @@ def _chart_context(request: HttpRequest, access: Any, add_forms: AddForms | None
     user = _user(request)
     patient = access.patient
     context = _profile_context(user, patient)
-    page = _timeline(patient, request.GET.get("page"))
+    page = encounter_timeline(patient, request.GET.get("page"))
     for encounter in page.object_list:
         encounter.own_note = next((n for n in encounter.notes.all() if n.author_id == user.pk), None)
         encounter.takes_part = any(p.user_id == user.pk for p in encounter.participants.all())
