@@ -222,8 +222,9 @@ def _after_booking(appointment: Appointment, by: User, *, event: str) -> None:
                 created_by=by,
             )
         join_link_issue(participant=participant, by=by)
-    appointment_id = appointment.pk
-    transaction.on_commit(lambda: notifications.appointment_event(appointment_id=appointment_id, event=event))
+    # Planned in this transaction (the messages exist exactly when the booking does); queued for the worker
+    # after commit.
+    notifications.appointment_event(appointment_id=appointment.pk, event=event)
 
 
 def _audit_booking(action: AuditAction, appointment: Appointment, by: User, **details: object) -> None:
@@ -531,10 +532,7 @@ def appointment_cancel(
         _end_calendar_blocks(locked, by)
         _audit_booking(AuditAction.APPOINTMENT_CANCELLED, locked, by, reason=str(reason))
         if was_booked:
-            appointment_id = locked.pk
-            transaction.on_commit(
-                lambda: notifications.appointment_event(appointment_id=appointment_id, event="cancelled")
-            )
+            notifications.appointment_event(appointment_id=locked.pk, event="cancelled")
     return locked
 
 

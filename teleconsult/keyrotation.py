@@ -124,6 +124,10 @@ def reencrypt_column(
     manager = column.model._base_manager
     for ids in _batches(column, key_id, batch_size):
         with transaction.atomic():
+            # Declares this transaction a re-encryption: the append-only and signed-record triggers then let
+            # an UPDATE through when only encrypted columns change (records/migrations/0011).
+            with connection.cursor() as cursor:
+                cursor.execute("SET LOCAL teleconsult.rekey = 'on'")
             # Rows being edited right now are skipped (SKIP LOCKED) rather than overwritten with a stale
             # value; they are written under the active key by that edit, or picked up by a later pass.
             rows = list(manager.select_for_update(skip_locked=True).filter(pk__in=ids).only("pk", column.field.name))

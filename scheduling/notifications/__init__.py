@@ -14,7 +14,7 @@ import logging
 import uuid
 
 from django.conf import settings
-from django.db import DatabaseError, transaction
+from django.db import DatabaseError, IntegrityError, transaction
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 
@@ -74,36 +74,36 @@ def appointment_event(*, appointment_id: int, event: str) -> None:
         if kind == NotificationKind.RESCHEDULED and appointment.rescheduled_from_id:
             old = Appointment.objects.get(pk=appointment.rescheduled_from_id)
         before = {p.calendar: p for p in old.participants.order_by("pk")} if old else {}
-        planned = []
+        wanted: list[Notification] = []
         for participant in participants:
             # Someone new to the appointment (a practitioner taking a rescheduled visit over) gets a confirmation.
             new_here = kind == NotificationKind.RESCHEDULED and participant.calendar not in before
             own_kind = NotificationKind.CONFIRMATION if new_here else kind
             for channel in _channels(participant):
-                planned.append(_plan(appointment, participant, own_kind, channel))
+                wanted.append(_unsaved(appointment, participant, own_kind, channel))
                 if kind == NotificationKind.CANCELLED:
                     continue
                 for reminder, ahead in REMINDERS.items():
                     due = appointment.start - ahead
                     if due > now:
-                        planned.append(_plan(appointment, participant, reminder, channel, due=due))
+                        wanted.append(_unsaved(appointment, participant, reminder, channel, due=due))
         if old is not None:
             # Someone in the old appointment but not in the new one gets the old appointment's cancellation.
             staying = {p.calendar for p in participants}
             for calendar, participant in before.items():
                 if calendar not in staying:
                     for channel in _channels(participant):
-                        planned.append(_plan(old, participant, NotificationKind.CANCELLED, channel))
-        _enqueue_after_commit([n for n in planned if n is not None])
+                        wanted.append(_unsaved(old, participant, NotificationKind.CANCELLED, channel))
+        _enqueue_after_commit(_create_missing(wanted))
 
 
 def join_link_send(*, participant_id: int) -> None:
     """Queue a message with the participant's current join link (a coordinator's "resend link")."""
     with transaction.atomic():
         participant = AppointmentParticipant.objects.select_related("appointment").get(pk=participant_id)
-        planned = [
+        wanted = [
             # Every resend is a message of its own: the key names this request, not the link.
-            _plan(
+            _unsaved(
                 participant.appointment,
                 participant,
                 NotificationKind.JOIN_LINK,
@@ -113,7 +113,7 @@ def join_link_send(*, participant_id: int) -> None:
             )
             for channel in _channels(participant)
         ]
-        _enqueue_after_commit([n for n in planned if n is not None])
+        _enqueue_after_commit(_create_missing(wanted))
 
 
 def notifications_sweep(*, now: dt.datetime | None = None) -> int:
@@ -141,7 +141,17 @@ def _channels(participant: AppointmentParticipant) -> list[str]:
     return [NotificationChannel.EMAIL]
 
 
-def _plan(
+def _key(appointment: Appointment, participant: AppointmentParticipant, kind: str, channel: str, unique: str) -> str:
+    key = f"a{appointment.pk}:p{participant.pk}:{kind}:{channel}"
+    if kind in REMINDERS:
+        # A reminder belongs to one start time: a moved appointment gets new reminders.
+        key += f":{appointment.start.astimezone(dt.UTC):%Y%m%dT%H%M%SZ}"
+    if unique:
+        key += f":{unique}"
+    return key
+
+
+def _unsaved(
     appointment: Appointment,
     participant: AppointmentParticipant,
     kind: str,
@@ -149,22 +159,47 @@ def _plan(
     *,
     due: dt.datetime | None = None,
     unique: str = "",
-) -> Notification | None:
-    key = f"a{appointment.pk}:p{participant.pk}:{kind}:{channel}"
-    if kind in REMINDERS:
-        # A reminder belongs to one start time: a moved appointment gets new reminders.
-        key += f":{appointment.start.astimezone(dt.UTC):%Y%m%dT%H%M%SZ}"
-    if unique:
-        key += f":{unique}"
+) -> Notification:
+    return Notification(
+        idempotency_key=_key(appointment, participant, kind, channel, unique),
+        appointment=appointment,
+        participant=participant,
+        kind=kind,
+        channel=channel,
+        appointment_start=appointment.start,
+        next_attempt_at=due or timezone.now(),
+    )
+
+
+def _create_missing(wanted: list[Notification]) -> list[Notification]:
+    """Save the messages that do not exist yet (by idempotency key) and return them: two statements for a
+    booking's nine messages, where one get_or_create each took four."""
+    existing = set(
+        Notification.objects.filter(idempotency_key__in=[n.idempotency_key for n in wanted]).values_list(
+            "idempotency_key", flat=True
+        )
+    )
+    missing = [n for n in wanted if n.idempotency_key not in existing]
+    if not missing:
+        return []
+    try:
+        with transaction.atomic():
+            return Notification.objects.bulk_create(missing)
+    except IntegrityError:
+        # Another process planned some of them at the same moment: fall back to one at a time.
+        return [n for n in (_plan_one(n) for n in missing) if n is not None]
+
+
+def _plan_one(candidate: Notification) -> Notification | None:
     notification, created = Notification.objects.get_or_create(
-        idempotency_key=key,
+        idempotency_key=candidate.idempotency_key,
         defaults={
-            "appointment": appointment,
-            "participant": participant,
-            "kind": kind,
-            "channel": channel,
-            "appointment_start": appointment.start,
-            "next_attempt_at": due or timezone.now(),
+            "appointment": candidate.appointment,
+            "participant": candidate.participant,
+            "kind": candidate.kind,
+            "channel": candidate.channel,
+            "appointment_start": candidate.appointment_start,
+            "next_attempt_at": candidate.next_attempt_at,
         },
     )
     return notification if created else None
@@ -176,8 +211,10 @@ def _enqueue_after_commit(notifications: list[Notification]) -> None:
 
 
 def _enqueue_all(due: list[tuple[int, dt.datetime | None]]) -> None:
-    for notification_id, run_after in due:
-        _enqueue(notification_id, run_after)
+    # One transaction for the batch: one commit instead of one per queued message.
+    with transaction.atomic():
+        for notification_id, run_after in due:
+            _enqueue(notification_id, run_after)
 
 
 def _enqueue(notification_id: int, run_after: dt.datetime | None = None) -> None:
