@@ -48,6 +48,7 @@ urlpatterns = [
     ),
     path("encounters/<id:encounter_id>/note/", clinical.note_open, name="note_open"),
     path("notes/<id:note_id>/", clinical.note_page, name="note"),
+    path("notes/<id:note_id>/template/", clinical.note_apply_template, name="note_apply_template"),
     path("notes/<id:note_id>/autosave/", clinical.note_autosave, name="note_autosave"),
     path("notes/<id:note_id>/alerts/acknowledge/", clinical.alert_acknowledge, name="alert_acknowledge"),
     path("notes/<id:note_id>/sign/", clinical.note_sign_view, name="note_sign"),

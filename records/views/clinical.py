@@ -620,6 +620,40 @@ def alert_acknowledge(request: HttpRequest, note_id: int) -> HttpResponse:
     return redirect("records:note", note_id=note.pk)
 
 
+def _fill_empty(content: dict[str, Any], template: dict[str, Any]) -> dict[str, Any]:
+    """The draft with the template's text in the sections still empty: applying a template never overwrites
+    what the practitioner wrote (nor adds diagnoses or prescriptions: templates carry none)."""
+    filled = dict(content)
+    for key, value in template.items():
+        if isinstance(value, dict) and isinstance(filled.get(key), dict):
+            filled[key] = _fill_empty(filled[key], value)
+        elif filled.get(key) in ("", None) and value not in ("", None, [], False):
+            filled[key] = value
+    return filled
+
+
+@role_required(Role.PRACTITIONER)
+@require_POST
+def note_apply_template(request: HttpRequest, note_id: int) -> HttpResponse:
+    """Pre-fill the empty sections of the author's draft from an active template (admin-managed)."""
+    user = _user(request)
+    note = note_for(user, note_id, to_edit=True)
+    template = _template_from(request)
+    try:
+        if note.status != NoteStatus.DRAFT:
+            raise ValidationError(_("La nota está firmada y ya no se puede modificar; registre una enmienda."))
+        if template is None:
+            raise ValidationError(_("Elija una plantilla."))
+        version = int(request.POST.get("version", "") or -1)
+        content = _fill_empty(note_content(note), template.content)
+        note_save_draft(note=note, content=content, by=user, expected_version=version)
+    except (ValidationError, ValueError) as error:
+        message = _first_message(error) if isinstance(error, ValidationError) else _("Versión no válida.")
+        return render(request, "records/note.html", _note_context(request, note, form_error=message), status=400)
+    messages.success(request, _("Plantilla aplicada a las secciones vacías."))
+    return redirect("records:note", note_id=note.pk)
+
+
 def _sign_context(request: HttpRequest, note: ClinicalNote) -> dict[str, Any]:
     content = note_content(note)
     return {

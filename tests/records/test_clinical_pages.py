@@ -12,7 +12,7 @@ from accounts.access import REAUTH_SESSION_KEY
 from records.encounters import encounter_finish
 from records.medications import allergy_record
 from records.models import ClinicalNote, Encounter, NoteAmendment, NoteStatus, PrescriptionAlertAcknowledgement
-from records.notes import note_content, note_create, note_save_draft
+from records.notes import note_content, note_create, note_save_draft, template_create
 from records.signing import note_sign
 from tests.factories import UserFactory
 from tests.records.encounter_support import complete_content, registered_patient, started_encounter, verified
@@ -79,6 +79,7 @@ def _pages(world):
         ("get", reverse("records:note", args=[note_id]), {}),
         ("post", reverse("records:note", args=[note_id]), {"version": "1", "reason": "x"}),
         ("post", reverse("records:note_autosave", args=[note_id]), {"version": "1", "reason": "x"}),
+        ("post", reverse("records:note_apply_template", args=[note_id]), {"version": "1", "template": "1"}),
         ("post", reverse("records:alert_acknowledge", args=[note_id]), {"reason": "x"}),
         ("get", reverse("records:note_sign", args=[note_id]), {}),
         ("get", reverse("records:note_amend", args=[note_id]), {}),
@@ -385,3 +386,21 @@ def test_unscheduled_contact_starts_an_encounter_and_opens_the_note(world, login
         {"establishment": world.personas.other_establishment.pk, "service_type": "teleconsulta", "modality": "audio"},
     )
     assert bad.status_code == 400 and Encounter.objects.count() == 2
+
+
+def test_template_fills_only_the_empty_sections(world, login_as):
+    template = template_create(
+        specialty="Medicina general",
+        name="Infección respiratoria",
+        content={"reason": "Plantilla: motivo", "plan": "Plantilla: control en 72 horas"},
+        by=world.personas.admin,
+    )
+    client = login_as(world.personas.practitioner)
+    client.post(reverse("records:note_autosave", args=[world.note.pk]), {"version": "1", "reason": "Tos y fiebre"})
+    page = client.get(reverse("records:note", args=[world.note.pk])).content.decode()
+    assert "Infección respiratoria" in page
+    url = reverse("records:note_apply_template", args=[world.note.pk])
+    assert client.post(url, {"version": "1", "template": template.pk}).status_code == 400  # stale version
+    assert client.post(url, {"version": "2", "template": template.pk}).status_code == 302
+    saved = note_content(ClinicalNote.objects.get(pk=world.note.pk))
+    assert saved["reason"] == "Tos y fiebre" and saved["plan"] == "Plantilla: control en 72 horas"

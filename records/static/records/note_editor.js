@@ -106,13 +106,13 @@
   }
 
   function save(onLeave) {
-    if (!dirty || inFlight || stopped) { return; }
+    if (!dirty || inFlight || stopped) { return Promise.resolve(); }
     dirty = false;
     inFlight = true;
     var body = new FormData(form);
     body.delete("action");
     if (!onLeave) { show(text.saving); }
-    fetch(url, {
+    return fetch(url, {
       method: "POST",
       body: body,
       credentials: "same-origin",
@@ -124,6 +124,7 @@
       inFlight = false;
       if (result.ok) {
         version.value = result.data.version;
+        document.querySelectorAll("[data-note-version]").forEach(function (other) { other.value = result.data.version; });
         show(text.saved + clock(new Date(result.data.saved_at)));
         showAlerts(result.data.alerts || []);
       } else if (result.status === 409) {
@@ -142,6 +143,16 @@
   form.addEventListener("input", function () { dirty = true; });
   form.addEventListener("change", function () { dirty = true; });
   form.addEventListener("submit", function () { submitting = true; stopped = true; });
+  // Applying a template posts another form: save what was typed first, so its version is the current one.
+  var templateForm = document.getElementById("template-form");
+  if (templateForm) {
+    templateForm.addEventListener("submit", function (event) {
+      if (submitting) { return; }
+      event.preventDefault();
+      submitting = true;
+      save(false).then(function () { stopped = true; templateForm.submit(); });
+    });
+  }
   setInterval(function () { save(false); }, AUTOSAVE_MS);
   // Leaving the page (another link, closing the tab): one last save that outlives the page.
   window.addEventListener("pagehide", function () { if (!submitting) { save(true); } });
