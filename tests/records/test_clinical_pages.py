@@ -173,9 +173,9 @@ def test_chart_query_count_does_not_grow_with_encounters(world, count, login_as,
 
 
 # Session, user and second factor; the gate and its audit row; identification and consents; the header (3);
-# the timeline page (count, encounters, notes, amendments, participants: 5); templates and establishments.
-# The same for 3 encounters as for 30: nothing is loaded per encounter.
-QUERIES_PER_CHART = 22
+# the timeline page (count, encounters, notes with their amendment counts, participants: 4); templates and
+# establishments. The same for 3 encounters as for 30: nothing is loaded per encounter.
+QUERIES_PER_CHART = 21
 
 
 # --- note editor and autosave ---------------------------------------------------------------------------
