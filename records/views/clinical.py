@@ -319,7 +319,8 @@ def encounter_unscheduled_start(request: HttpRequest, patient_id: int) -> HttpRe
     """A contact without appointment (the patient phoned): start its encounter and open the note."""
     user = _user(request)
     access = chart_for(user, patient_id)
-    establishment = _establishments(user).filter(pk=int(request.POST.get("establishment") or 0)).first()
+    raw = request.POST.get("establishment", "")
+    establishment = _establishments(user).filter(pk=int(raw)).first() if raw.isdigit() and len(raw) < 18 else None
     try:
         if establishment is None:
             raise ValidationError({"establishment": [_("Elija el establecimiento desde el que atiende.")]})

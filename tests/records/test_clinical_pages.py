@@ -386,6 +386,12 @@ def test_unscheduled_contact_starts_an_encounter_and_opens_the_note(world, login
         {"establishment": world.personas.other_establishment.pk, "service_type": "teleconsulta", "modality": "audio"},
     )
     assert bad.status_code == 400 and Encounter.objects.count() == 2
+    garbage = client.post(
+        reverse("records:encounter_unscheduled", args=[world.patient.pk]),
+        {"establishment": "abc", "service_type": "nada", "modality": "audio"},
+    )
+    assert garbage.status_code == 400 and "establecimiento" in garbage.content.decode()
+    assert Encounter.objects.count() == 2
 
 
 def test_template_fills_only_the_empty_sections(world, login_as):
