@@ -10,9 +10,11 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import uuid
+import zoneinfo
 from dataclasses import dataclass, field
 from typing import Any
 
+from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
@@ -71,6 +73,18 @@ def _user(request: HttpRequest) -> User:
 
 def _establishments(user: User):  # type: ignore[no-untyped-def]
     return Establishment.objects.filter(memberships__user=user, is_active=True).distinct().order_by("name")
+
+
+def _render(request: HttpRequest, template: str, context: dict[str, Any], status: int = 200) -> HttpResponse:
+    """Render with times in the practitioner's own zone (the server keeps UTC): a clinician in Lima reads
+    encounter and signature times as they lived them."""
+    zone_name = getattr(request.user, "time_zone", "") or settings.DEFAULT_ESTABLISHMENT_TIME_ZONE
+    try:
+        zone = zoneinfo.ZoneInfo(zone_name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        zone = zoneinfo.ZoneInfo(settings.DEFAULT_ESTABLISHMENT_TIME_ZONE)
+    with timezone.override(zone):
+        return render(request, template, context, status=status)
 
 
 def _first_message(error: ValidationError) -> str:
@@ -227,7 +241,7 @@ def _chart_context(request: HttpRequest, access: Any, add_forms: AddForms | None
 def patient_chart(request: HttpRequest, patient_id: int) -> HttpResponse:
     """The chart: header (allergies, problems, medication), identification, consents, and the encounters."""
     access = chart_for(_user(request), patient_id)
-    return render(request, "records/patient_chart.html", _chart_context(request, access))
+    return _render(request, "records/patient_chart.html", _chart_context(request, access))
 
 
 def _chart_with_errors(request: HttpRequest, access: Any, which: str, error: ValidationError) -> HttpResponse:
@@ -235,7 +249,7 @@ def _chart_with_errors(request: HttpRequest, access: Any, which: str, error: Val
     forms = AddForms(which=which, values={k: v for k, v in request.POST.items() if k != "csrfmiddlewaretoken"})
     forms.errors = {key: list(value) for key, value in errors.items()}
     messages.error(request, _("Revise los datos del formulario."))
-    return render(request, "records/patient_chart.html", _chart_context(request, access, forms), status=400)
+    return _render(request, "records/patient_chart.html", _chart_context(request, access, forms), status=400)
 
 
 def _date_or_none(value: str, field_name: str) -> dt.date | None:
@@ -583,13 +597,13 @@ def note_page(request: HttpRequest, note_id: int) -> HttpResponse:
     user = _user(request)
     if request.method == "GET":
         note = note_for(user, note_id)
-        return render(request, "records/note.html", _note_context(request, note))
+        return _render(request, "records/note.html", _note_context(request, note))
     note = note_for(user, note_id, to_edit=True)
     if note.status == NoteStatus.SIGNED:
         context = _note_context(
             request, note, form_error=_("La nota está firmada y ya no se puede modificar; registre una enmienda.")
         )
-        return render(request, "records/note.html", context, status=400)
+        return _render(request, "records/note.html", context, status=400)
     content = content_from_form(request.POST)
     try:
         version = int(request.POST.get("version", ""))
@@ -603,7 +617,7 @@ def note_page(request: HttpRequest, note_id: int) -> HttpResponse:
             general = _("Revise los datos de la nota.")
         context = _note_context(request, note, content=content, errors=by_field, form_error=general)
         status = 409 if getattr(error, "code", "") == "stale_version" else 400
-        return render(request, "records/note.html", context, status=status)
+        return _render(request, "records/note.html", context, status=status)
     if request.POST.get("action") == "sign":
         return redirect("records:note_sign", note_id=note.pk)
     messages.success(request, _("Borrador guardado."))
@@ -687,7 +701,7 @@ def alert_acknowledge(request: HttpRequest, note_id: int) -> HttpResponse:
     except ValidationError as error:
         context = _note_context(request, note)
         context["ack_error"] = {"key": key, "prescription_id": prescription_id, "message": _first_message(error)}
-        return render(request, "records/note.html", context, status=400)
+        return _render(request, "records/note.html", context, status=400)
     messages.success(request, _("Alerta confirmada con su motivo."))
     return redirect("records:note", note_id=note.pk)
 
@@ -721,7 +735,7 @@ def note_apply_template(request: HttpRequest, note_id: int) -> HttpResponse:
         note_save_draft(note=note, content=content, by=user, expected_version=version)
     except (ValidationError, ValueError) as error:
         message = _first_message(error) if isinstance(error, ValidationError) else _("Versión no válida.")
-        return render(request, "records/note.html", _note_context(request, note, form_error=message), status=400)
+        return _render(request, "records/note.html", _note_context(request, note, form_error=message), status=400)
     messages.success(request, _("Plantilla aplicada a las secciones vacías."))
     return redirect("records:note", note_id=note.pk)
 
@@ -759,7 +773,7 @@ def note_sign_view(request: HttpRequest, note_id: int) -> HttpResponse:
         else:
             messages.success(request, _("Nota firmada."))
             return redirect("records:note", note_id=note.pk)
-    return render(request, "records/note_sign.html", context, status=status)
+    return _render(request, "records/note_sign.html", context, status=status)
 
 
 @role_required(Role.PRACTITIONER)
@@ -796,7 +810,7 @@ def note_amend(request: HttpRequest, note_id: int) -> HttpResponse:
         else:
             messages.success(request, _("Enmienda firmada y registrada."))
             return redirect("records:note", note_id=note.pk)
-    return render(request, "records/note_amend.html", context, status=status)
+    return _render(request, "records/note_amend.html", context, status=status)
 
 
 @role_required(Role.PRACTITIONER)

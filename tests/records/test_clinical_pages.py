@@ -4,6 +4,7 @@ signing, amendments and the signed PDF. Who may open each, bad input, and the ch
 from __future__ import annotations
 
 import time
+import zoneinfo
 
 import pytest
 from django.urls import reverse
@@ -127,6 +128,9 @@ def test_chart_shows_header_timeline_and_consents(world, login_as):
     assert "Consentimientos" in page
     assert reverse("records:note", args=[signed.pk]) in page
     assert "Firmada" in page
+    # Times in the practitioner's zone (Lima by default), not the server's UTC.
+    lima = world.encounter.started_at.astimezone(zoneinfo.ZoneInfo("America/Lima"))
+    assert lima.strftime("%d/%m/%Y %H:%M") in page
 
 
 def test_allergy_problem_and_medication_forms(world, login_as):
