@@ -144,6 +144,7 @@ class Stats:
         self.latencies: list[float] = []
         self.errors: list[str] = []
         self.measuring = False
+        self.in_call = 0
 
 
 async def _frames(ws: Any, kind: str) -> dict[str, Any]:
@@ -168,6 +169,15 @@ def _sdp() -> str:
 async def _visit(
     http: Any, url: str, visit: tuple[str, str, str], stats: Stats, stop: asyncio.Event, rate: float
 ) -> None:
+    try:
+        await _pair(http, url, visit, stats, stop, rate)
+    except Exception as error:
+        stats.errors.append(repr(error))
+
+
+async def _pair(
+    http: Any, url: str, visit: tuple[str, str, str], stats: Stats, stop: asyncio.Event, rate: float
+) -> None:
     path, doctor_cookie, patient_cookie = visit
     origin = {"Origin": url.replace("ws://", "http://")}
     doctor = await http.ws_connect(url + path, headers={"Cookie": doctor_cookie, **origin}, max_msg_size=0)
@@ -178,6 +188,7 @@ async def _visit(
     await doctor.send_str(json.dumps({"v": 1, "type": "admit", "participant": patient_id}))
     await _frames(patient, "admitted")
     await _frames(doctor, "peer_joined")
+    stats.in_call += 1
     gap = 1 / rate
 
     async def side(ws: Any, kind: str, reply: str, to: int, starts: bool) -> None:
@@ -221,7 +232,11 @@ async def _run(url: str, visits: list[tuple[str, str, str]], seconds: float, rat
         for visit in visits:
             tasks.append(asyncio.create_task(_visit(http, url, visit, stats, stop, rate)))
             await asyncio.sleep(0.02)  # connect gradually, as patients arrive
-        await asyncio.sleep(3)  # warm up
+        setup = time.perf_counter()
+        while stats.in_call < len(visits) and time.perf_counter() - setup < 300 and not stats.errors:
+            await asyncio.sleep(0.2)
+        print(f"  {stats.in_call} visits in the call {time.perf_counter() - setup:.1f} s after the last connect")
+        await asyncio.sleep(2)  # warm up
         after = process.memory_info().rss
         stats.measuring = True
         started = time.perf_counter()
