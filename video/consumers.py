@@ -15,6 +15,7 @@ from typing import Any
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
+from django.core.exceptions import ValidationError
 
 from scheduling.models import AppointmentParticipant, ParticipantRole
 from video import services
@@ -158,6 +159,10 @@ class VisitConsumer(AsyncWebsocketConsumer):
             await self._handle(message)
         except ActionError as error:
             await self._error(error.code, about=message["type"])
+        except ValidationError as error:
+            # A service below refused (the encounter cannot start, the appointment changed meanwhile): the
+            # connection stays, the sender is told, nothing was written (the service's transaction rolled back).
+            await self._error("refused", about=message["type"], reason=getattr(error, "code", None) or "invalid")
 
     async def _handle(self, message: dict[str, Any]) -> None:
         joined = self.joined

@@ -485,3 +485,26 @@ async def test_a_practitioner_arriving_later_is_told_who_waits(visit, cookies):
     assert await patient.receive_nothing(timeout=0.3)
     await patient.disconnect()
     await doctor.disconnect()
+
+
+async def test_an_admit_the_record_refuses_leaves_everyone_connected(visit, cookies, personas):
+    # A practitioner without a professional registry cannot take part in an encounter (EHR-1).
+    await database_sync_to_async(lambda: personas.practitioner.practitioner_profile.delete())()
+    doctor = socket(visit.path, cookies["practitioner"])
+    assert (await doctor.connect())[0]
+    await receive(doctor)
+    patient = socket(visit.path, cookies["patient"])
+    assert (await patient.connect())[0]
+    patient_id = (await receive(patient))["participant"]
+    assert (await receive(patient))["type"] == "waiting"
+    await receive_until(doctor, "waiting")
+    await doctor.send_to(text_data=frame("admit", participant=patient_id))
+    error = await receive_until(doctor, "error")
+    assert error == {"v": 1, "type": "error", "code": "refused", "about": "admit", "reason": "no_registry"}
+    session = await database_sync_to_async(VisitSession.objects.get)(appointment=visit.appointment)
+    assert session.status == VisitStatus.WAITING and session.encounter_id is None
+    # Both still connected: the patient still waits.
+    await doctor.send_to(text_data=frame("join"))
+    assert await patient.receive_nothing(timeout=0.3)
+    await patient.disconnect()
+    await doctor.disconnect()
