@@ -150,17 +150,17 @@ def env_ice_servers(*, env: Mapping[str, str] | None = None) -> list[dict[str, l
         try:
             entries = json.loads(raw)
         except ValueError:
-            raise ConfigError("ICE_SERVERS must be JSON: a list of {\"urls\": ...} objects.") from None
+            raise ConfigError('ICE_SERVERS must be JSON: a list of {"urls": ...} objects.') from None
         if not isinstance(entries, list):
-            raise ConfigError("ICE_SERVERS must be a JSON list of {\"urls\": ...} objects.")
+            raise ConfigError('ICE_SERVERS must be a JSON list of {"urls": ...} objects.')
         servers: list[dict[str, list[str]]] = []
         for position, entry in enumerate(entries, start=1):
             if not isinstance(entry, dict) or set(entry) != {"urls"}:
                 # username/credential are refused on purpose: static TURN passwords would never expire.
-                raise ConfigError(f"ICE_SERVERS entry {position} must be an object with the single key \"urls\".")
+                raise ConfigError(f'ICE_SERVERS entry {position} must be an object with the single key "urls".')
             urls = entry["urls"] if isinstance(entry["urls"], list) else [entry["urls"]]
             if not urls or not all(isinstance(url, str) for url in urls):
-                raise ConfigError(f"ICE_SERVERS entry {position}: \"urls\" must be a URL or a non-empty list of URLs.")
+                raise ConfigError(f'ICE_SERVERS entry {position}: "urls" must be a URL or a non-empty list of URLs.')
             servers.append({"urls": [_ice_url("ICE_SERVERS", url.strip()) for url in urls]})
         return servers
     servers = []

@@ -438,7 +438,7 @@ _has_turn = any(url.startswith("turn") for server in ICE_SERVERS for url in serv
 TURN_SECRET = env_file_or_value("TURN_SECRET")
 if TURN_SECRET is None and _has_turn:
     if PRODUCTION:
-        raise ConfigError("TURN_SECRET (or TURN_SECRET_FILE) is required when TURN_URLS or ICE_SERVERS name a TURN server.")
+        raise ConfigError("TURN_SECRET (or TURN_SECRET_FILE) is required when the ICE servers include TURN.")
     from teleconsult.localvar import development_secrets
 
     TURN_SECRET = development_secrets(VAR_DIR)["TELECONSULT_TURN_SECRET"]
