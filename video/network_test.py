@@ -238,9 +238,11 @@ async def network_test_answer(*, sdp: str, timeout: float = 5.0) -> tuple[RTCSes
     _peers.add(peer)
     try:
         answer = await asyncio.wait_for(peer.answer(RTCSessionDescription(sdp=sdp, type="offer")), timeout)
-    except (ValueError, TypeError, KeyError, IndexError, AttributeError, TimeoutError) as exc:
-        # aiortc's SDP parser raises all of these on malformed input; the caller gets a 400.
+    except Exception as exc:
+        # aiortc answers malformed SDP with whatever its parser trips on (ValueError, AssertionError,
+        # KeyError, InvalidStateError, ...): all of it comes from the caller's input, so the caller gets a 400.
         await peer.close()
+        logger.info("Network test offer refused: %s", type(exc).__name__)
         raise NetworkTestRefused(type(exc).__name__) from None
     except BaseException:
         await peer.close()

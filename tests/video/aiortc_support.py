@@ -67,9 +67,15 @@ class Caller:
         try:
             await asyncio.wait_for(done(), timeout)
         except TimeoutError:
-            print("TIMEOUT", self.outcome, self.pc.connectionState, self.channel.readyState)
-            raise
+            raise AssertionError(f"No result and frames in {timeout} s: {self.outcome}, {self.pc.connectionState}") from None
         return self.outcome
+
+    async def connected(self, timeout: float = 10.0) -> None:
+        async def done() -> None:
+            while self.pc.connectionState != "connected":
+                await asyncio.sleep(0.02)
+
+        await asyncio.wait_for(done(), timeout)
 
     async def close(self) -> None:
         for reader in self.readers:

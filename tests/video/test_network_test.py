@@ -1,0 +1,198 @@
+"""The pre-call check end to end: an aiortc caller posts its offer to a real daphne process, gets its own
+media back, decoded, and the server peer's measurements and recommendation (VID-5); bad input is refused."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import urllib.error
+import urllib.request
+
+import pytest
+from django_otp.plugins.otp_totp.models import TOTPDevice
+
+from scheduling import joinlinks
+from tests.video.aiortc_support import Caller, run_caller
+from tests.video.network_support import anonymous, daphne_on_test_database, post, post_offer, signed_in
+from video.views import MAX_SDP_CHARS, RATE_LIMIT
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+MAX_PEERS = 2
+
+
+@pytest.fixture(scope="module")
+def server(django_db_setup, django_db_blocker):
+    with django_db_blocker.unblock():
+        # A short life for each peer, so the capacity test below frees its places quickly.
+        yield from daphne_on_test_database(NETWORK_TEST_MAX_PEERS=MAX_PEERS, NETWORK_TEST_SECONDS=10)
+
+
+@pytest.fixture(scope="module")
+def offer_sdp() -> str:
+    """A real aiortc offer, for tests about the endpoint rather than the media."""
+
+    async def make() -> str:
+        caller = Caller()
+        try:
+            return await caller.offer()
+        finally:
+            await caller.close()
+
+    return asyncio.run(make())
+
+
+def _answer_through(server: str, browser):
+    async def answer_for(sdp: str) -> dict[str, str]:
+        status, payload = await asyncio.to_thread(post_offer, server, browser, sdp)
+        assert status == 200, payload
+        assert payload["type"] == "answer"
+        return payload  # type: ignore[return-value]
+
+    return answer_for
+
+
+@pytest.mark.asyncio
+async def test_patient_gets_media_back_and_a_recommendation(server, personas):
+    browser = await asyncio.to_thread(signed_in, personas.patient)
+    outcome = await run_caller(_answer_through(server, browser))
+
+    # The echo: frames of both kinds came back through the server and were decoded.
+    assert outcome.frames["video"] >= 10
+    assert outcome.frames["audio"] >= 10
+    assert outcome.frame_sizes == {(640, 480)}  # aiortc's synthetic VideoStreamTrack size
+    result = outcome.result
+    assert result is not None
+    assert result["sent"] == 200
+    # Loopback: nothing lost, a short round trip, the whole probe train echoed.
+    assert result["loss"] <= 0.05
+    assert 0 < result["rtt_ms"] < 200
+    assert result["bitrate_kbps"] > 300
+    assert result["recommendation"] == "video"
+    assert set(result["thresholds"]) == {"max_rtt_ms", "max_loss", "min_bitrate_kbps"}
+
+
+@pytest.mark.asyncio
+async def test_practitioner_with_second_factor_may_test(server, personas):
+    device = await asyncio.to_thread(lambda: TOTPDevice.objects.get(user=personas.practitioner))
+    browser = await asyncio.to_thread(signed_in, personas.practitioner, otp_device=device)
+    caller = Caller()
+    try:
+        status, payload = await asyncio.to_thread(post_offer, server, browser, await caller.offer())
+        assert status == 200, payload
+        await caller.accept(payload)  # type: ignore[arg-type]
+        await caller.connected()
+    finally:
+        await caller.close()
+
+
+def test_anonymous_is_refused(server, personas):
+    status, payload = post_offer(server, anonymous(), "v=0\r\n")
+    assert status == 403
+    assert payload["error"] == "forbidden"
+    assert "enlace" in payload["message"]
+
+
+def test_staff_without_second_factor_is_sent_to_it(server, personas):
+    status, _ = post_offer(server, signed_in(personas.outsider), "v=0\r\n")
+    assert status == 302
+
+
+@pytest.mark.skipif(
+    not hasattr(joinlinks, "participant_from_link_session"), reason="link sessions are read by scheduling.joinlinks"
+)
+def test_unverified_link_session_is_refused(server, personas):
+    from django.contrib.sessions.backends.db import SessionStore
+
+    from tests.video.network_support import Browser
+
+    session = SessionStore()
+    session["visit_link"] = {"participant": 1, "appointment": "00000000-0000-0000-0000-000000000000", "link": 1}
+    session["visit_link"]["verified"] = False
+    session.create()
+    status, _ = post_offer(server, Browser(session.session_key, "a" * 32), "v=0\r\n")
+    assert status == 403
+
+
+def test_post_without_csrf_token_is_refused(server, personas):
+    browser = signed_in(personas.patient)
+    status, _ = post(server, browser, b'{"sdp": "v=0", "type": "offer"}', csrf_header=False)
+    assert status == 403
+
+
+@pytest.mark.parametrize(
+    ("body", "error"),
+    [
+        (b"{not json", "malformed"),
+        (b"\xff\xfe", "malformed"),
+        (b"[1, 2]", "malformed"),
+        (b'{"sdp": "v=0"}', "malformed"),
+        (b'{"sdp": "v=0", "type": "offer", "extra": 1}', "malformed"),
+        (b'{"sdp": "v=0", "type": "answer"}', "wrong_type"),
+        (b'{"sdp": 5, "type": "offer"}', "malformed"),
+        (b'{"sdp": "hello", "type": "offer"}', "malformed"),
+        (json.dumps({"sdp": "v=0\r\n" + "a=x\r\n" * MAX_SDP_CHARS, "type": "offer"}).encode(), "too_large"),
+    ],
+)
+def test_bad_input_is_a_clear_400_and_the_server_goes_on(server, personas, body, error):
+    browser = signed_in(personas.patient)
+    status, payload = post(server, browser, body)
+    assert status == 400, payload
+    assert payload["error"] == error
+    assert payload["message"]
+    # The process goes on serving.
+    assert urllib.request.urlopen(server + "/healthz", timeout=10).status == 200
+
+
+def test_unparseable_sdp_is_a_400_and_counts_towards_the_rate_limit(server, personas):
+    browser = signed_in(personas.patient)
+    for _ in range(RATE_LIMIT):
+        status, payload = post_offer(server, browser, "v=0\r\nm=nonsense\r\n")
+        assert status == 400, payload
+    status, payload = post_offer(server, browser, "v=0\r\nm=nonsense\r\n")
+    assert status == 429
+    assert payload["error"] == "rate_limited"
+    # Another session is not affected.
+    assert post_offer(server, signed_in(personas.patient), "v=0\r\nm=nonsense\r\n")[0] == 400
+
+
+def test_refusals_are_translated(server, personas):
+    browser = anonymous()
+    request = urllib.request.Request(
+        server + "/visit/network-test/offer",
+        data=b"{}",
+        headers={"Cookie": browser.cookie_header(), "X-CSRFToken": browser.csrf, "Accept-Language": "en"},
+        method="POST",
+    )
+    try:
+        urllib.request.urlopen(request, timeout=10)
+    except urllib.error.HTTPError as error:
+        assert error.code == 403
+        assert "sign in" in json.loads(error.read())["message"].lower()
+
+
+@pytest.mark.asyncio
+async def test_beyond_the_limit_of_concurrent_tests_a_clear_503(server, personas, offer_sdp):
+    callers = [Caller() for _ in range(MAX_PEERS)]
+    try:
+        for caller in callers:
+            browser = await asyncio.to_thread(signed_in, personas.patient)
+            status, payload = await asyncio.to_thread(post_offer, server, browser, await caller.offer())
+            assert status == 200, payload
+            await caller.accept(payload)  # type: ignore[arg-type]
+        for caller in callers:
+            await caller.connected()
+        browser = await asyncio.to_thread(signed_in, personas.patient)
+        status, payload = await asyncio.to_thread(post_offer, server, browser, offer_sdp)
+        assert status == 503
+        assert payload["error"] == "busy"
+    finally:
+        for caller in callers:
+            await caller.close()
+    # Closing the callers frees their places: the server peers notice and close themselves.
+    for _ in range(50):
+        status, payload = await asyncio.to_thread(post_offer, server, browser, offer_sdp)
+        if status == 200:
+            break
+        await asyncio.sleep(0.1)
+    assert status == 200, payload
