@@ -67,7 +67,8 @@ class Caller:
         try:
             await asyncio.wait_for(done(), timeout)
         except TimeoutError:
-            raise AssertionError(f"No result and frames in {timeout} s: {self.outcome}, {self.pc.connectionState}") from None
+            state = self.pc.connectionState
+            raise AssertionError(f"No result and frames in {timeout} s: {self.outcome}, {state}") from None
         return self.outcome
 
     async def connected(self, timeout: float = 10.0) -> None:

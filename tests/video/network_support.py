@@ -91,7 +91,7 @@ def post(
     headers = {"Content-Type": content_type, "Cookie": browser.cookie_header(), "Accept-Language": "es-pe"}
     if csrf_header:
         headers["X-CSRFToken"] = browser.csrf
-    request = urllib.request.Request(base + OFFER_PATH, data=body, headers=headers, method="POST")
+    request = urllib.request.Request(base + OFFER_PATH, data=body, headers=headers, method="POST")  # noqa: S310
     opener = urllib.request.build_opener(_NoRedirect)
     try:
         with opener.open(request, timeout=30) as response:
