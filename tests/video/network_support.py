@@ -86,9 +86,9 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
 
 
 def post(
-    base: str, browser: Browser, body: bytes, *, csrf_header: bool = True, content_type: str = "application/json"
+    base: str, browser: Browser, body: bytes, *, csrf_header: bool = True, language: str = "es-pe"
 ) -> tuple[int, dict[str, object]]:
-    headers = {"Content-Type": content_type, "Cookie": browser.cookie_header(), "Accept-Language": "es-pe"}
+    headers = {"Content-Type": "application/json", "Cookie": browser.cookie_header(), "Accept-Language": language}
     if csrf_header:
         headers["X-CSRFToken"] = browser.csrf
     request = urllib.request.Request(base + OFFER_PATH, data=body, headers=headers, method="POST")  # noqa: S310

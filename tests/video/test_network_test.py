@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import urllib.error
 import urllib.request
 
 import pytest
@@ -157,18 +156,9 @@ def test_unparseable_sdp_is_a_400_and_counts_towards_the_rate_limit(server, pers
 
 
 def test_refusals_are_translated(server, personas):
-    browser = anonymous()
-    request = urllib.request.Request(  # noqa: S310 (the test server's own http:// URL)
-        server + "/visit/network-test/offer",
-        data=b"{}",
-        headers={"Cookie": browser.cookie_header(), "X-CSRFToken": browser.csrf, "Accept-Language": "en"},
-        method="POST",
-    )
-    try:
-        urllib.request.urlopen(request, timeout=10)  # noqa: S310
-    except urllib.error.HTTPError as error:
-        assert error.code == 403
-        assert "sign in" in json.loads(error.read())["message"].lower()
+    status, payload = post(server, anonymous(), b"{}", language="en")
+    assert status == 403
+    assert payload["message"] == "Sign in or open your appointment link to test your connection."
 
 
 @pytest.mark.asyncio
