@@ -43,6 +43,7 @@ def test_participant_gets_stun_and_turn_with_credentials_coturn_accepts(turn_set
     assert turn["urls"] == ["turn:turn.example.pe:3478?transport=udp", "turns:turn.example.pe:443?transport=tcp"]
     expiry, token = turn["username"].split(":")
     assert int(expiry) == NOW + 600
+    assert token == participant_token(patient)
     # What coturn computes with use-auth-secret: base64(HMAC-SHA1(static-auth-secret, username)).
     expected = base64.b64encode(hmac.new(SECRET.encode(), turn["username"].encode(), hashlib.sha1).digest()).decode()
     assert turn["credential"] == expected
