@@ -118,3 +118,23 @@ def test_ice_servers_json():
 def test_bad_ice_settings_fail_loudly(env, complaint):
     with pytest.raises(ConfigError, match=complaint):
         env_ice_servers(env=env)
+
+
+def test_production_with_turn_needs_the_secret(tmp_path):
+    from tests.teleconsult.test_startup import _production_env, _run
+
+    env = _production_env(tmp_path) | {"TURN_URLS": "turns:turn.example.pe:443?transport=tcp"}
+    refused = _run(["manage.py", "check"], env, drop=("TURN_SECRET", "TURN_SECRET_FILE"))
+    assert refused.returncode != 0
+    assert "TURN_SECRET" in refused.stderr
+    (tmp_path / "turn_secret").write_text("a-long-enough-turn-secret-from-a-file\n")
+    accepted = _run(["manage.py", "check"], env | {"TURN_SECRET_FILE": str(tmp_path / "turn_secret")})
+    assert accepted.returncode == 0, accepted.stderr
+
+
+def test_bad_ice_setting_stops_start_up_naming_it(tmp_path):
+    from tests.teleconsult.test_startup import _run
+
+    result = _run(["manage.py", "check"], {"TELECONSULT_VAR_DIR": str(tmp_path), "TURN_URLS": "turn:bad host"})
+    assert result.returncode != 0
+    assert "TURN_URLS" in result.stderr
