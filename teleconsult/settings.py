@@ -449,3 +449,8 @@ TURN_CREDENTIAL_TTL = env_int("TURN_CREDENTIAL_TTL", 3600, minimum=60, maximum=8
 # The server-side peer of the pre-call check: how many may run at once in a process, and how long each lives.
 NETWORK_TEST_MAX_PEERS = env_int("NETWORK_TEST_MAX_PEERS", 8, minimum=1, maximum=200)
 NETWORK_TEST_SECONDS = env_int("NETWORK_TEST_SECONDS", 30, minimum=5, maximum=300)
+# Whether that peer also offers a relay candidate from the configured TURN server: needed when browsers cannot
+# reach daphne's own addresses over UDP (containers on bridge networks, as in docker-compose.yml).
+NETWORK_TEST_RELAY = env_bool("NETWORK_TEST_RELAY", False)
+if NETWORK_TEST_RELAY and not _has_turn:
+    raise ConfigError("NETWORK_TEST_RELAY needs a TURN server in TURN_URLS or ICE_SERVERS.")

@@ -8,10 +8,12 @@ back unchanged. From the echoes it computes the round-trip time, the loss and th
 and writes one {"type": "result", ...} message with a recommendation: "video" or "audio" (THRESHOLDS).
 
 The peer lives inside the daphne process that answered the HTTP request, on daphne's asyncio event loop
-(aiortc is asyncio-native; the async view awaits it directly). Its ICE agent gathers host candidates only:
-no STUN, because aiortc gathers inside setLocalDescription and an unreachable STUN server would hold the
-answer back for up to five seconds (bench/aiortc_setup.py measures this). A server's own addresses need no
-server-reflexive candidate; the caller's STUN and TURN candidates reach them. Every peer is closed after
+(aiortc is asyncio-native; the async view awaits it directly). Its ICE agent never uses STUN, because aiortc
+gathers inside setLocalDescription and an unreachable STUN server would hold the answer back for five seconds
+(bench/aiortc_setup.py measures this); a server's own addresses need no server-reflexive candidate. Where
+daphne's addresses are not reachable from browsers (docker-compose's bridge networks), NETWORK_TEST_RELAY
+makes the peer also take a relay candidate from the configured TURN server, which must then be reachable
+(aioice gives up on it after five seconds). Every peer is closed after
 NETWORK_TEST_SECONDS at the latest, at most NETWORK_TEST_MAX_PEERS run at once per process, and closing
 one cancels every task it started.
 """
@@ -22,13 +24,17 @@ import asyncio
 import contextlib
 import json
 import logging
+import secrets
 import time
 from dataclasses import dataclass, field
+from typing import cast
 
-from aiortc import RTCConfiguration, RTCDataChannel, RTCPeerConnection, RTCSessionDescription
+from aiortc import RTCConfiguration, RTCDataChannel, RTCIceServer, RTCPeerConnection, RTCSessionDescription
 from aiortc.contrib.media import MediaRelay
 from aiortc.mediastreams import MediaStreamTrack
 from django.conf import settings
+
+from video.turn import ice_servers_for_token
 
 logger = logging.getLogger(__name__)
 
@@ -138,12 +144,28 @@ class _Probe:
         )
 
 
+def server_ice_servers() -> list[RTCIceServer]:
+    """The server peer's own ICE servers: never STUN; the configured TURN server only with NETWORK_TEST_RELAY.
+
+    An empty list, never None: None would make aiortc use a public STUN server (see the module doc).
+    """
+    if not settings.NETWORK_TEST_RELAY:
+        return []
+    servers = []
+    # A username of its own per peer, so coturn's per-user quota counts peers, not the whole service.
+    for server in ice_servers_for_token(f"networktest{secrets.token_hex(6)}"):
+        urls = [url for url in cast(list[str], server["urls"]) if url.startswith("turn")]
+        if urls:
+            username, credential = str(server["username"]), str(server["credential"])
+            servers.append(RTCIceServer(urls=urls, username=username, credential=credential))
+    return servers
+
+
 class NetworkTestPeer:
     """One caller's echo peer; `close()` is idempotent and leaves no task behind."""
 
     def __init__(self) -> None:
-        # An empty list, never None: None would make aiortc use a public STUN server (see the module doc).
-        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=server_ice_servers()))
         self.relay = MediaRelay()
         self.tasks: set[asyncio.Task[object]] = set()
         self.closed = asyncio.Event()
@@ -230,7 +252,7 @@ def active_peers() -> int:
     return len(_peers)
 
 
-async def network_test_answer(*, sdp: str, timeout: float = 5.0) -> tuple[RTCSessionDescription, NetworkTestPeer]:
+async def network_test_answer(*, sdp: str, timeout: float = 10.0) -> tuple[RTCSessionDescription, NetworkTestPeer]:
     """Start an echo peer for `sdp` (an offer) and return its answer; it closes itself after NETWORK_TEST_SECONDS."""
     if len(_peers) >= settings.NETWORK_TEST_MAX_PEERS:
         raise NetworkTestBusy

@@ -22,8 +22,8 @@ class Outcome:
 class Caller:
     """One caller: offer, echo the server's probes back, count the frames the server echoes."""
 
-    def __init__(self) -> None:
-        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    def __init__(self, configuration: RTCConfiguration | None = None) -> None:
+        self.pc = RTCPeerConnection(configuration or RTCConfiguration(iceServers=[]))
         self.pc.addTrack(VideoStreamTrack())
         self.pc.addTrack(AudioStreamTrack())
         self.channel = self.pc.createDataChannel("probe", ordered=False, maxRetransmits=0)

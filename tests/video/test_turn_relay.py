@@ -18,6 +18,8 @@ from aiortc.mediastreams import VideoStreamTrack
 from aiortc.rtcconfiguration import RTCIceTransportPolicy
 
 from tests.conftest import require_service
+from tests.video.aiortc_support import Caller
+from video.network_test import network_test_answer
 from video.turn import ice_servers_for_token
 
 SECRET = "loopback-turn-secret-0123456789"
@@ -190,3 +192,28 @@ async def test_wrong_secret_gets_no_relay(coturn, settings):
         assert _candidate_types(a.localDescription.sdp) == set()
     finally:
         await a.close()
+
+
+@pytest.mark.asyncio
+async def test_network_test_peer_takes_a_relay_candidate_when_told(coturn, settings):
+    """NETWORK_TEST_RELAY (docker-compose): the server peer offers a relay candidate from coturn, and a caller
+    restricted to relay candidates completes the whole pre-call check through it."""
+    port, _ = coturn
+    settings.TURN_SECRET = SECRET
+    settings.ICE_SERVERS = [{"urls": [f"turn:127.0.0.1:{port}?transport=udp"]}]
+    settings.NETWORK_TEST_RELAY = True
+    caller = Caller(_relay_only(ice_servers_for_token("caller")))
+    peer = None
+    try:
+        answer, peer = await network_test_answer(sdp=await caller.offer())
+        assert "relay" in _candidate_types(answer.sdp)
+        assert _candidate_types(caller.pc.localDescription.sdp) == {"relay"}
+        await caller.accept({"sdp": answer.sdp, "type": answer.type})
+        outcome = await caller.wait(video_frames=5)
+    finally:
+        await caller.close()
+        if peer is not None:
+            await peer.close()  # this test's event loop ends with the test
+    assert outcome.result is not None
+    assert outcome.result["received"] > 0
+    assert outcome.frames["video"] >= 5
