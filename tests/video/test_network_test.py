@@ -41,6 +41,17 @@ def offer_sdp() -> str:
     return asyncio.run(make())
 
 
+@pytest.fixture
+def patient_browsers(personas):
+    """Signed-in patient sessions, made before an async test starts (the ORM stays out of its event loop)."""
+    return [signed_in(personas.patient) for _ in range(MAX_PEERS + 1)]
+
+
+@pytest.fixture
+def practitioner_browser(personas):
+    return signed_in(personas.practitioner, otp_device=TOTPDevice.objects.get(user=personas.practitioner))
+
+
 def _answer_through(server: str, browser):
     async def answer_for(sdp: str) -> dict[str, str]:
         status, payload = await asyncio.to_thread(post_offer, server, browser, sdp)
@@ -52,9 +63,8 @@ def _answer_through(server: str, browser):
 
 
 @pytest.mark.asyncio
-async def test_patient_gets_media_back_and_a_recommendation(server, personas):
-    browser = await asyncio.to_thread(signed_in, personas.patient)
-    outcome = await run_caller(_answer_through(server, browser))
+async def test_patient_gets_media_back_and_a_recommendation(server, patient_browsers):
+    outcome = await run_caller(_answer_through(server, patient_browsers[0]))
 
     # The echo: frames of both kinds came back through the server and were decoded.
     assert outcome.frames["video"] >= 10
@@ -72,12 +82,10 @@ async def test_patient_gets_media_back_and_a_recommendation(server, personas):
 
 
 @pytest.mark.asyncio
-async def test_practitioner_with_second_factor_may_test(server, personas):
-    device = await asyncio.to_thread(lambda: TOTPDevice.objects.get(user=personas.practitioner))
-    browser = await asyncio.to_thread(signed_in, personas.practitioner, otp_device=device)
+async def test_practitioner_with_second_factor_may_test(server, practitioner_browser):
     caller = Caller()
     try:
-        status, payload = await asyncio.to_thread(post_offer, server, browser, await caller.offer())
+        status, payload = await asyncio.to_thread(post_offer, server, practitioner_browser, await caller.offer())
         assert status == 200, payload
         await caller.accept(payload)  # type: ignore[arg-type]
         await caller.connected()
@@ -162,17 +170,16 @@ def test_refusals_are_translated(server, personas):
 
 
 @pytest.mark.asyncio
-async def test_beyond_the_limit_of_concurrent_tests_a_clear_503(server, personas, offer_sdp):
+async def test_beyond_the_limit_of_concurrent_tests_a_clear_503(server, patient_browsers, offer_sdp):
     callers = [Caller() for _ in range(MAX_PEERS)]
     try:
-        for caller in callers:
-            browser = await asyncio.to_thread(signed_in, personas.patient)
+        for caller, browser in zip(callers, patient_browsers, strict=False):
             status, payload = await asyncio.to_thread(post_offer, server, browser, await caller.offer())
             assert status == 200, payload
             await caller.accept(payload)  # type: ignore[arg-type]
         for caller in callers:
             await caller.connected()
-        browser = await asyncio.to_thread(signed_in, personas.patient)
+        browser = patient_browsers[-1]
         status, payload = await asyncio.to_thread(post_offer, server, browser, offer_sdp)
         assert status == 503
         assert payload["error"] == "busy"
