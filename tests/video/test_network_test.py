@@ -5,14 +5,19 @@ from __future__ import annotations
 
 import asyncio
 import json
+import secrets
 import urllib.request
 
 import pytest
+from django.contrib.sessions.backends.db import SessionStore
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from scheduling import joinlinks
+from scheduling.models import ParticipantRole
+from tests.frontend.conftest import register
+from tests.scheduling.test_joinlinks import make_appointment
 from tests.video.aiortc_support import Caller, run_caller
-from tests.video.network_support import anonymous, daphne_on_test_database, post, post_offer, signed_in
+from tests.video.network_support import Browser, anonymous, daphne_on_test_database, post, post_offer, signed_in
 from video.views import MAX_SDP_CHARS, RATE_LIMIT
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -105,20 +110,44 @@ def test_staff_without_second_factor_is_sent_to_it(server, personas):
     assert status == 302
 
 
-@pytest.mark.skipif(
-    not hasattr(joinlinks, "participant_from_link_session"), reason="link sessions are read by scheduling.joinlinks"
+needs_link_sessions = pytest.mark.skipif(
+    not hasattr(joinlinks, "participant_from_link_session"),
+    reason="link sessions are read through scheduling.joinlinks.participant_from_link_session",
 )
-def test_unverified_link_session_is_refused(server, personas):
-    from django.contrib.sessions.backends.db import SessionStore
 
-    from tests.video.network_support import Browser
 
+def _link_browser(personas, *, verified: bool, revoked: bool = False) -> Browser:
+    """The session a patient's join link leaves in their browser (frontend/patient/visit.py binds it)."""
+    appointment = make_appointment(personas, register(personas))
+    participant = appointment.participants.get(role=ParticipantRole.PATIENT)
+    joinlinks.join_link_issue(participant=participant, by=personas.coordinator)
+    link = participant.join_links.get()
+    if revoked:
+        joinlinks.join_link_revoke(participant=participant, by=personas.coordinator)
     session = SessionStore()
-    session["visit_link"] = {"participant": 1, "appointment": "00000000-0000-0000-0000-000000000000", "link": 1}
-    session["visit_link"]["verified"] = False
+    session["visit_link"] = {
+        "participant": participant.pk,
+        "appointment": str(appointment.public_id),
+        "link": link.pk,
+        "verified": verified,
+    }
     session.create()
-    status, _ = post_offer(server, Browser(session.session_key, "a" * 32), "v=0\r\n")
-    assert status == 403
+    return Browser(session.session_key, secrets.token_hex(16))
+
+
+@needs_link_sessions
+def test_verified_link_session_may_test(server, personas, offer_sdp):
+    status, payload = post_offer(server, _link_browser(personas, verified=True), offer_sdp)
+    assert status == 200, payload
+    assert payload["type"] == "answer"
+
+
+@needs_link_sessions
+@pytest.mark.parametrize("revoked", [False, True], ids=["unverified", "revoked"])
+def test_unverified_or_revoked_link_session_is_refused(server, personas, revoked):
+    browser = _link_browser(personas, verified=revoked, revoked=revoked)
+    status, payload = post_offer(server, browser, "v=0\r\n")
+    assert status == 403, payload
 
 
 def test_post_without_csrf_token_is_refused(server, personas):
