@@ -430,7 +430,7 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
 }
 
-# --- Video visits: ICE servers, TURN credentials and the pre-call network test (VID-5, VID-6; docs/video.md) ---
+# --- Video visits: ICE servers, TURN credentials, the pre-call network test (docs/video-network.md) ---
 # RTCIceServer dictionaries without credentials, from ICE_SERVERS (JSON) or TURN_URLS + STUN_URLS.
 ICE_SERVERS = env_ice_servers()
 _has_turn = any(url.startswith("turn") for server in ICE_SERVERS for url in server["urls"])

@@ -50,7 +50,7 @@ PROBE_GRACE = 1.0
 # Bytes a caller's data-channel message may have; longer ones are ignored.
 MAX_MESSAGE_BYTES = 4096
 
-# The recommendation: video when every one of these holds, audio otherwise (docs/video.md). They follow
+# The recommendation: video when every one of these holds, audio otherwise (docs/video-network.md). They follow
 # what a 360p call needs: ~300 kbit/s each way, a round trip short enough for conversation, little loss.
 THRESHOLDS = {"max_rtt_ms": 400.0, "max_loss": 0.05, "min_bitrate_kbps": 300.0}
 
