@@ -1,11 +1,26 @@
 """The patient's own pages, mounted at /mine/. URLs carry consent kinds, formats and appointments' public ids
 only, never personal data."""
 
-from django.urls import path
+from django.urls import path, register_converter
 
-from frontend.patient import appointments, consents, rights
+from frontend.patient import appointments, consents, rights, visits
 
 app_name = "mine"
+
+
+class NoteIdConverter:
+    """A note's database id: at most 18 digits, so an absurd number is a 404 rather than an out-of-range query."""
+
+    regex = "[0-9]{1,18}"
+
+    def to_python(self, value: str) -> int:
+        return int(value)
+
+    def to_url(self, value: int) -> str:
+        return str(value)
+
+
+register_converter(NoteIdConverter, "note")
 
 urlpatterns = [
     path("consents/", consents.consent_list, name="consents"),
@@ -22,4 +37,8 @@ urlpatterns = [
     path("appointments/<uuid:public_id>/confirm/", appointments.confirm, name="appointment_confirm"),
     path("appointments/<uuid:public_id>/cancel/", appointments.cancel, name="appointment_cancel"),
     path("appointments/<uuid:public_id>/reschedule/", appointments.reschedule, name="appointment_reschedule"),
+    path("visits/", visits.my_visits, name="visits"),
+    path("visits/notes/<note:note_id>/", visits.visit_note, name="visit_note"),
+    path("visits/notes/<note:note_id>/pdf/", visits.visit_note_pdf, name="visit_note_pdf"),
+    path("prescriptions/", visits.my_prescriptions, name="prescriptions"),
 ]

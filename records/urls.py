@@ -3,6 +3,13 @@
 from django.urls import path, register_converter
 
 from records.views import consents, patients, rights
+from records.views.templates_admin import (
+    note_template_deactivate,
+    note_template_edit,
+    note_template_new,
+    note_template_reactivate,
+    note_templates,
+)
 
 app_name = "records"
 
@@ -54,4 +61,10 @@ urlpatterns = [
     path("rights/<id:request_id>/extend/", rights.rights_request_extend_view, name="rights_request_extend"),
     path("rights/<id:request_id>/resolve/", rights.rights_request_resolve_view, name="rights_request_resolve"),
     path("rights/<id:request_id>/rectify/", rights.rights_request_rectify, name="rights_request_rectify"),
+    # Note templates per specialty (clinic admins).
+    path("note-templates/", note_templates, name="note_templates"),
+    path("note-templates/new/", note_template_new, name="note_template_new"),
+    path("note-templates/<id:template_id>/", note_template_edit, name="note_template_edit"),
+    path("note-templates/<id:template_id>/deactivate/", note_template_deactivate, name="note_template_deactivate"),
+    path("note-templates/<id:template_id>/reactivate/", note_template_reactivate, name="note_template_reactivate"),
 ]

@@ -14,17 +14,8 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from accounts.models import Establishment
-from records.models import Patient
+from records.models import Patient, ServiceType  # one vocabulary for appointments and their encounters
 from teleconsult.fields import EncryptedTextField
-
-
-class ServiceType(models.TextChoices):
-    """Telehealth services named by Peru's telehealth law and its technical norm."""
-
-    TELECONSULTA = "teleconsulta", _("Teleconsulta")
-    TELEINTERCONSULTA = "teleinterconsulta", _("Teleinterconsulta")
-    TELEORIENTACION = "teleorientacion", _("Teleorientación")
-    TELEMONITOREO = "telemonitoreo", _("Telemonitoreo")
 
 
 class Modality(models.TextChoices):

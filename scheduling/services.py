@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -299,18 +301,15 @@ def _refused(by: User, error: ValidationError, patient: Patient) -> None:
     )
 
 
-def _audited_refusal(by: User, patient: Patient):
-    class _Guard:
-        def __enter__(self) -> None:
-            return None
-
-        def __exit__(self, kind, error, tb) -> bool:
-            if isinstance(error, ValidationError):
-                with transaction.atomic():
-                    _refused(by, error, patient)
-            return False
-
-    return _Guard()
+@contextmanager
+def _audited_refusal(by: User, patient: Patient) -> Iterator[None]:
+    """Record a refused booking (who tried, why) after the booking's own transaction has rolled back."""
+    try:
+        yield
+    except ValidationError as error:
+        with transaction.atomic():
+            _refused(by, error, patient)
+        raise
 
 
 def appointment_hold(
