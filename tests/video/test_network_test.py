@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
+import urllib.error
 import urllib.request
 
 import pytest
@@ -148,6 +149,16 @@ def test_unverified_or_revoked_link_session_is_refused(server, personas, revoked
     browser = _link_browser(personas, verified=revoked, revoked=revoked)
     status, payload = post_offer(server, browser, "v=0\r\n")
     assert status == 403, payload
+
+
+def test_only_post(server, personas):
+    browser = signed_in(personas.patient)
+    request = urllib.request.Request(  # noqa: S310 (the test server's own http:// URL)
+        server + "/visit/network-test/offer", headers={"Cookie": browser.cookie_header()}
+    )
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=10)  # noqa: S310
+    assert refused.value.code == 405
 
 
 def test_post_without_csrf_token_is_refused(server, personas):
