@@ -22,7 +22,12 @@ class Outcome:
 class Caller:
     """One caller: offer, echo the server's probes back, count the frames the server echoes."""
 
-    def __init__(self, configuration: RTCConfiguration | None = None) -> None:
+    def __init__(
+        self, configuration: RTCConfiguration | None = None, *, drop_every: int = 0, echo_delay: float = 0.0
+    ) -> None:
+        # A poor link, played by the caller: every `drop_every`-th probe is not echoed, echoes wait `echo_delay`.
+        self.drop_every = drop_every
+        self.echo_delay = echo_delay
         self.pc = RTCPeerConnection(configuration or RTCConfiguration(iceServers=[]))
         self.pc.addTrack(VideoStreamTrack())
         self.pc.addTrack(AudioStreamTrack())
@@ -37,10 +42,20 @@ class Caller:
     def _on_message(self, data: str) -> None:
         message = json.loads(data)
         if message["type"] == "probe":
-            self.channel.send(json.dumps({**message, "type": "echo"}))
+            if self.drop_every and message["seq"] % self.drop_every == 0:
+                return
+            echo = json.dumps({**message, "type": "echo"})
+            if self.echo_delay:
+                asyncio.get_running_loop().call_later(self.echo_delay, self._send_if_open, echo)
+            else:
+                self.channel.send(echo)
         elif message["type"] == "result":
             self.outcome.result = message
             self.result_ready.set()
+
+    def _send_if_open(self, data: str) -> None:
+        if self.channel.readyState == "open":
+            self.channel.send(data)
 
     async def _read(self, track: object) -> None:
         with contextlib.suppress(MediaStreamError):
@@ -84,8 +99,10 @@ class Caller:
         await self.pc.close()
 
 
-async def run_caller(answer_for: Callable[[str], Awaitable[dict[str, str]]], **wait: float) -> Outcome:
-    caller = Caller()
+async def run_caller(
+    answer_for: Callable[[str], Awaitable[dict[str, str]]], caller: Caller | None = None, **wait: float
+) -> Outcome:
+    caller = caller or Caller()
     try:
         await caller.accept(await answer_for(await caller.offer()))
         return await caller.wait(**wait)  # type: ignore[arg-type]

@@ -44,6 +44,27 @@ async def test_a_full_test_then_nothing_left_running():
 
 
 @pytest.mark.asyncio
+@pytest.mark.parametrize(
+    ("poor_link", "measure", "bound"),
+    [({"echo_delay": 0.6}, "rtt_ms", 600), ({"drop_every": 5}, "loss", 0.15)],
+    ids=["slow", "lossy"],
+)
+async def test_a_poor_link_gets_audio(poor_link, measure, bound):
+    outcome = await run_caller(_answer, Caller(**poor_link), video_frames=1)
+    assert outcome.result is not None
+    assert outcome.result[measure] >= bound
+    assert outcome.result["recommendation"] == "audio"
+    await _until_no_peers()
+
+
+async def _until_no_peers() -> None:
+    for _ in range(100):
+        if active_peers() == 0:
+            return
+        await asyncio.sleep(0.05)
+
+
+@pytest.mark.asyncio
 async def test_a_peer_whose_caller_never_connects_closes_after_its_time(settings):
     settings.NETWORK_TEST_SECONDS = 1
     before = asyncio.all_tasks()
