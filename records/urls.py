@@ -2,7 +2,7 @@
 
 from django.urls import path, register_converter
 
-from records.views import consents, patients, rights
+from records.views import clinical, consents, patients, rights
 from records.views.templates_admin import (
     note_template_deactivate,
     note_template_edit,
@@ -44,7 +44,24 @@ urlpatterns = [
         name="legal_representative_add",
     ),
     path("patients/<id:patient_id>/consents/<slug:kind>/verbal/", patients.verbal_consent, name="verbal_consent"),
-    path("patients/<id:patient_id>/chart/", patients.patient_chart, name="patient_chart"),
+    path("patients/<id:patient_id>/chart/", clinical.patient_chart, name="patient_chart"),
+    path("patients/<id:patient_id>/chart/allergies/", clinical.allergy_add, name="allergy_add"),
+    path("patients/<id:patient_id>/chart/problems/", clinical.problem_add, name="problem_add"),
+    path("patients/<id:patient_id>/chart/medications/", clinical.medication_add, name="medication_add"),
+    path(
+        "patients/<id:patient_id>/chart/encounters/new/",
+        clinical.encounter_unscheduled_start,
+        name="encounter_unscheduled",
+    ),
+    path("encounters/<id:encounter_id>/note/", clinical.note_open, name="note_open"),
+    path("notes/<id:note_id>/", clinical.note_page, name="note"),
+    path("notes/<id:note_id>/template/", clinical.note_apply_template, name="note_apply_template"),
+    path("notes/<id:note_id>/autosave/", clinical.note_autosave, name="note_autosave"),
+    path("notes/<id:note_id>/alerts/acknowledge/", clinical.alert_acknowledge, name="alert_acknowledge"),
+    path("notes/<id:note_id>/sign/", clinical.note_sign_view, name="note_sign"),
+    path("notes/<id:note_id>/amend/", clinical.note_amend, name="note_amend"),
+    path("notes/<id:note_id>/pdf/", clinical.note_pdf, name="note_pdf"),
+    path("cie10/search/", clinical.cie10_search, name="cie10_search"),
     path("patients/<id:patient_id>/emergency-access/", patients.emergency_access, name="emergency_access"),
     path("patients/<id:patient_id>/legal-holds/", rights.legal_holds, name="legal_holds"),
     path(

@@ -3,7 +3,7 @@ public ids only, never personal data."""
 
 from django.urls import path, register_converter
 
-from scheduling.views import appointments, availability, calendar
+from scheduling.views import appointments, availability, calendar, encounters
 
 
 class IdConverter:
@@ -33,6 +33,7 @@ urlpatterns = [
     path(
         "appointments/<uuid:public_id>/reschedule/", appointments.appointment_reschedule, name="appointment_reschedule"
     ),
+    path("appointments/<uuid:public_id>/encounter/", encounters.encounter_start_view, name="encounter_start"),
     path("appointments/<uuid:public_id>/no-show/", appointments.appointment_no_show, name="appointment_no_show"),
     path(
         "appointments/<uuid:public_id>/participants/<sid:participant_id>/resend-link/",

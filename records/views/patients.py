@@ -21,7 +21,7 @@ from accounts.models import Establishment, Role, User
 from audit import services as audit
 from audit.actions import AuditAction, Purpose
 from records import selectors, services
-from records.access import break_glass, chart_for, chart_policy, demographics_for
+from records.access import break_glass, chart_policy, demographics_for
 from records.consent import OutdatedConsentVersion, Representative, consent_record, consent_states, current_document
 from records.forms import (
     BreakGlassForm,
@@ -330,18 +330,6 @@ def verbal_consent(request: HttpRequest, patient_id: int, kind: str) -> HttpResp
                 return redirect("records:patient_profile", patient_id=patient.pk)
     context = {"patient": patient, "kind": consent_kind, "document": document, "form": form}
     return render(request, "records/verbal_consent.html", context, status=status)
-
-
-@role_required(Role.PRACTITIONER)
-@require_http_methods(["GET"])
-def patient_chart(request: HttpRequest, patient_id: int) -> HttpResponse:
-    """The chart's entry page: identification and consents for now (the encounter record comes later)."""
-    user = _user(request)
-    access = chart_for(user, patient_id)
-    patient = access.patient
-    context = _profile_context(user, patient)
-    context.update(access=access, emergency=access.via == "break_glass")
-    return render(request, "records/patient_chart.html", context)
 
 
 @role_required(Role.PRACTITIONER)
