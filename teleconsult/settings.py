@@ -454,3 +454,5 @@ NETWORK_TEST_SECONDS = env_int("NETWORK_TEST_SECONDS", 30, minimum=5, maximum=30
 NETWORK_TEST_RELAY = env_bool("NETWORK_TEST_RELAY", False)
 if NETWORK_TEST_RELAY and not _has_turn:
     raise ConfigError("NETWORK_TEST_RELAY needs a TURN server in TURN_URLS or ICE_SERVERS.")
+# aioice logs every ICE check at INFO with the caller's IP addresses, which are personal data (SEC-6).
+LOGGING["loggers"].update({"aioice": {"level": "WARNING"}, "aiortc": {"level": "WARNING"}})  # type: ignore[attr-defined]

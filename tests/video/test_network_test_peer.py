@@ -138,3 +138,10 @@ def test_probe_train_exceeds_the_video_threshold():
     # The probe must be able to show more than the video threshold, or "video" could never be recommended.
     rate_kbps = network_test.PROBE_PADDING * 8 / network_test.PROBE_INTERVAL / 1000
     assert rate_kbps > THRESHOLDS["min_bitrate_kbps"] * 2
+
+
+def test_ice_libraries_do_not_log_addresses_at_info():
+    import logging
+
+    for name in ("aioice", "aioice.ice", "aiortc"):
+        assert not logging.getLogger(name).isEnabledFor(logging.INFO)
