@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -114,3 +116,59 @@ def env_url(name: str, schemes: tuple[str, ...], *, env: Mapping[str, str] | Non
     if not parts.hostname and "host=" not in parts.query:
         raise ConfigError(f"{name} must name a host.")
     return value
+
+
+# stun:host[:port], turn:host[:port][?transport=udp|tcp], and their TLS forms (RFC 7064, RFC 7065).
+_ICE_URL = re.compile(
+    r"(?P<scheme>stuns?|turns?):(?P<host>\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+)(?::(?P<port>\d{1,5}))?"
+    r"(?:\?transport=(?P<transport>udp|tcp))?"
+)
+
+
+def _ice_url(name: str, url: str) -> str:
+    match = _ICE_URL.fullmatch(url)
+    if match is None:
+        raise ConfigError(f"{name}: {url!r} is not a stun:, stuns:, turn: or turns: URL (host[:port][?transport=...]).")
+    if match["port"] is not None and not 0 < int(match["port"]) < 65536:
+        raise ConfigError(f"{name}: {url!r} has a port outside 1-65535.")
+    if match["transport"] is not None and match["scheme"].startswith("stun"):
+        raise ConfigError(f"{name}: {url!r}: a STUN URL takes no transport.")
+    return url
+
+
+def env_ice_servers(*, env: Mapping[str, str] | None = None) -> list[dict[str, list[str]]]:
+    """The ICE servers as RTCIceServer dictionaries without credentials: ICE_SERVERS (JSON), or TURN_URLS and
+    STUN_URLS (comma-separated). TURN credentials are never configured here: they are minted per participant.
+
+    ICE_SERVERS looks like `[{"urls": ["stun:turn.example.pe:3478"]}, {"urls": "turns:turn.example.pe:443"}]`.
+    """
+    raw = env_optional("ICE_SERVERS", env=env)
+    lists = {name: env_list(name, [], env=env) for name in ("STUN_URLS", "TURN_URLS")}
+    if raw is not None:
+        if any(lists.values()):
+            raise ConfigError("Set either ICE_SERVERS or TURN_URLS/STUN_URLS, not both.")
+        try:
+            entries = json.loads(raw)
+        except ValueError:
+            raise ConfigError('ICE_SERVERS must be JSON: a list of {"urls": ...} objects.') from None
+        if not isinstance(entries, list):
+            raise ConfigError('ICE_SERVERS must be a JSON list of {"urls": ...} objects.')
+        servers: list[dict[str, list[str]]] = []
+        for position, entry in enumerate(entries, start=1):
+            if not isinstance(entry, dict) or set(entry) != {"urls"}:
+                # username/credential are refused on purpose: static TURN passwords would never expire.
+                raise ConfigError(f'ICE_SERVERS entry {position} must be an object with the single key "urls".')
+            urls = entry["urls"] if isinstance(entry["urls"], list) else [entry["urls"]]
+            if not urls or not all(isinstance(url, str) for url in urls):
+                raise ConfigError(f'ICE_SERVERS entry {position}: "urls" must be a URL or a non-empty list of URLs.')
+            servers.append({"urls": [_ice_url("ICE_SERVERS", url.strip()) for url in urls]})
+        return servers
+    servers = []
+    for name in ("STUN_URLS", "TURN_URLS"):
+        if lists[name]:
+            urls = [_ice_url(name, url) for url in lists[name]]
+            expected = "stun" if name == "STUN_URLS" else "turn"
+            if not all(url.startswith(expected) for url in urls):
+                raise ConfigError(f"{name} must hold only {expected}: or {expected}s: URLs.")
+            servers.append({"urls": urls})
+    return servers

@@ -14,6 +14,7 @@ from teleconsult.config import (
     env_bool,
     env_choice,
     env_file_or_value,
+    env_ice_servers,
     env_int,
     env_list,
     env_optional,
@@ -428,3 +429,30 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
 }
+
+# --- Video visits: ICE servers, TURN credentials, the pre-call network test (docs/video-network.md) ---
+# RTCIceServer dictionaries without credentials, from ICE_SERVERS (JSON) or TURN_URLS + STUN_URLS.
+ICE_SERVERS = env_ice_servers()
+_has_turn = any(url.startswith("turn") for server in ICE_SERVERS for url in server["urls"])
+# coturn's static-auth-secret: TURN passwords are HMACs of a username that carries its expiry time.
+TURN_SECRET = env_file_or_value("TURN_SECRET")
+if TURN_SECRET is None and _has_turn:
+    if PRODUCTION:
+        raise ConfigError("TURN_SECRET (or TURN_SECRET_FILE) is required when the ICE servers include TURN.")
+    from teleconsult.localvar import development_secrets
+
+    TURN_SECRET = development_secrets(VAR_DIR)["TELECONSULT_TURN_SECRET"]
+if TURN_SECRET is not None and len(TURN_SECRET) < 16:
+    raise ConfigError("TURN_SECRET must be at least 16 characters long.")
+# How long a participant's TURN credentials stay valid (coturn refuses them afterwards).
+TURN_CREDENTIAL_TTL = env_int("TURN_CREDENTIAL_TTL", 3600, minimum=60, maximum=86_400)
+# The server-side peer of the pre-call check: how many may run at once in a process, and how long each lives.
+NETWORK_TEST_MAX_PEERS = env_int("NETWORK_TEST_MAX_PEERS", 8, minimum=1, maximum=200)
+NETWORK_TEST_SECONDS = env_int("NETWORK_TEST_SECONDS", 30, minimum=5, maximum=300)
+# Whether that peer also offers a relay candidate from the configured TURN server: needed when browsers cannot
+# reach daphne's own addresses over UDP (containers on bridge networks, as in docker-compose.yml).
+NETWORK_TEST_RELAY = env_bool("NETWORK_TEST_RELAY", False)
+if NETWORK_TEST_RELAY and not _has_turn:
+    raise ConfigError("NETWORK_TEST_RELAY needs a TURN server in TURN_URLS or ICE_SERVERS.")
+# aioice logs every ICE check at INFO with the caller's IP addresses, which are personal data (SEC-6).
+LOGGING["loggers"].update({"aioice": {"level": "WARNING"}, "aiortc": {"level": "WARNING"}})  # type: ignore[attr-defined]

@@ -16,6 +16,7 @@ urlpatterns = [
     path("records/", include("records.urls")),
     path("scheduling/", include("scheduling.urls")),
     path("mine/", include("frontend.patient_urls")),
+    path("visit/", include("video.urls")),
     path("api/v1/", include("scheduling.api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api_schema"),
     path("", include("frontend.urls")),
