@@ -447,6 +447,8 @@ if TURN_SECRET is not None and len(TURN_SECRET) < 16:
 # How long a participant's TURN credentials stay valid (coturn refuses them afterwards).
 TURN_CREDENTIAL_TTL = env_int("TURN_CREDENTIAL_TTL", 3600, minimum=60, maximum=86_400)
 # The server-side peer of the pre-call check: how many may run at once in a process, and how long each lives.
+# A visit everybody left ends (its encounter finished with the real times) after this many seconds.
+VIDEO_EMPTY_VISIT_TIMEOUT_SECONDS = env_int("VIDEO_EMPTY_VISIT_TIMEOUT_SECONDS", 120, minimum=10)
 NETWORK_TEST_MAX_PEERS = env_int("NETWORK_TEST_MAX_PEERS", 8, minimum=1, maximum=200)
 NETWORK_TEST_SECONDS = env_int("NETWORK_TEST_SECONDS", 30, minimum=5, maximum=300)
 # Whether that peer also offers a relay candidate from the configured TURN server: needed when browsers cannot

@@ -36,8 +36,6 @@ from scheduling.visits import appointment_finish_visit, appointment_start_visit
 from video.models import LIVE_STATES, ChatMessage, Presence, PresenceState, VisitSession, VisitStatus
 from video.protocol import MAX_PARTICIPANTS, CloseCode
 
-# A visit in progress that everyone left ends by itself this long after the last one went (VID-9).
-DEFAULT_EMPTY_TIMEOUT_SECONDS = 120
 # Who may admit, decline and end.
 _HOSTS = (ParticipantRole.PRACTITIONER, ParticipantRole.CONSULTED)
 _ENCOUNTER_ROLES = {
@@ -47,7 +45,7 @@ _ENCOUNTER_ROLES = {
 
 
 def empty_timeout() -> dt.timedelta:
-    return dt.timedelta(seconds=getattr(settings, "VIDEO_EMPTY_VISIT_TIMEOUT_SECONDS", DEFAULT_EMPTY_TIMEOUT_SECONDS))
+    return dt.timedelta(seconds=settings.VIDEO_EMPTY_VISIT_TIMEOUT_SECONDS)
 
 
 def visit_group(visit_id: int) -> str:

@@ -422,6 +422,27 @@ async def test_the_last_one_leaving_ends_the_visit_after_the_timeout(visit, cook
     assert encounter.ended_at == session.empty_since and encounter.status == EncounterStatus.FINISHED
 
 
+async def test_the_scheduling_sweep_ends_an_abandoned_visit(visit, cookies):
+    """When no process was left to run the timer, the worker's once-a-minute sweep ends the visit."""
+    import io
+
+    from django.core.management import call_command
+
+    doctor, patient, _doctor_id, _patient_id = await _in_call(visit, cookies)
+    await patient.send_to(text_data=frame("leave"))
+    assert await close_code(patient) == 1000
+    await doctor.disconnect()
+
+    def age_and_sweep():
+        VisitSession.objects.filter(appointment=visit.appointment).update(
+            empty_since=timezone.now() - dt.timedelta(minutes=10)
+        )
+        call_command("scheduling_sweep", stdout=io.StringIO())
+        return VisitSession.objects.get(appointment=visit.appointment).status
+
+    assert await database_sync_to_async(age_and_sweep)() == VisitStatus.ENDED
+
+
 async def test_join_and_leave_are_audited_with_ids_only(visit, cookies):
     doctor = socket(visit.path, cookies["practitioner"])
     assert (await doctor.connect())[0]
