@@ -26,10 +26,6 @@ RATE_WINDOW_SECONDS = 600
 # Recent test start times per session, in this process (the peers themselves are per process too).
 _recent: dict[str, deque[float]] = {}
 
-# The link session's participant, once scheduling.joinlinks offers it (the signalling work adds
-# participant_from_link_session); until then only signed-in people can run the test.
-_participant_from_link_session = getattr(joinlinks, "participant_from_link_session", None)
-
 
 def _error(status: int, code: str, message: str) -> JsonResponse:
     return JsonResponse({"error": code, "message": message}, status=status)
@@ -40,9 +36,7 @@ def _may_test(request: HttpRequest, user: object) -> bool:
     link session whose link is still live."""
     if getattr(user, "is_authenticated", False):
         return True
-    if _participant_from_link_session is None:
-        return False
-    return _participant_from_link_session(request.session) is not None
+    return joinlinks.participant_from_link_session(request.session) is not None
 
 
 def _rate_limited(session_key: str) -> bool:
@@ -58,6 +52,14 @@ def _rate_limited(session_key: str) -> bool:
         for stale in [k for k, v in _recent.items() if not v or now - v[-1] > RATE_WINDOW_SECONDS]:
             del _recent[stale]
     return False
+
+
+def _refund(session_key: str) -> None:
+    """A test refused because the server was busy never started: it does not count against the caller's limit
+    (an unusable offer does: parsing it cost the server work)."""
+    times = _recent.get(hashlib.sha256(session_key.encode()).hexdigest())
+    if times:
+        times.pop()
 
 
 @require_POST
@@ -88,6 +90,7 @@ async def network_test_offer(request: HttpRequest) -> JsonResponse:
     try:
         answer, _peer = await network_test_answer(sdp=sdp)
     except NetworkTestBusy:
+        _refund(session_key)
         response = _error(503, "busy", _("Hay muchas pruebas de conexión en curso. Intente de nuevo en un minuto."))
         response["Retry-After"] = str(settings.NETWORK_TEST_SECONDS)
         return response
