@@ -2,10 +2,11 @@
 
 from django.urls import path
 
-from video import views
+from video import pages, views
 
 app_name = "video"
 
 urlpatterns = [
+    path("<uuid:public_id>/room/", pages.room, name="room"),
     path("network-test/offer", views.network_test_offer, name="network_test_offer"),
 ]

@@ -48,6 +48,7 @@ from scheduling.joinlinks import (
     token_digest,
 )
 from scheduling.models import AppointmentParticipant, JoinLink, ParticipantRole
+from video.call_strings import call_strings
 
 # What the session holds after a link was opened: ids and a flag, never the token or personal data.
 SESSION_KEY = LINK_SESSION_KEY
@@ -433,7 +434,8 @@ def consents(request: HttpRequest, public_id: UUID) -> HttpResponse:
 @_private
 @require_GET
 def waiting(request: HttpRequest, public_id: UUID) -> HttpResponse:
-    """Waiting for the practitioner (the video issue replaces this with the real waiting room)."""
+    """The waiting room, and the call once the practitioner admits the patient: the page opens the visit's
+    websocket (frontend/static/frontend/visit/call.js) and switches to the call on "admitted"."""
     viewer = _viewer(request, public_id)
     if viewer.needs_verification:
         return redirect("frontend:visit", public_id=public_id)
@@ -443,7 +445,7 @@ def waiting(request: HttpRequest, public_id: UUID) -> HttpResponse:
     if context["not_open_yet"] or context["closed"]:
         return redirect("frontend:visit", public_id=public_id)
     _audit_view(request, viewer)
-    return render(request, "frontend/visit/waiting.html", context)
+    return render(request, "frontend/visit/waiting.html", {**context, "call_strings": call_strings()})
 
 
 # --- a lost link ---

@@ -1,0 +1,652 @@
+// The video visit in the browser (VID-3, VID-4): the waiting room and the call, speaking the protocol of
+// docs/signalling.md over /ws/visit/<public id>/. One RTCPeerConnection per other participant (a mesh of up to
+// four), perfect negotiation, trickle ICE, reconnection with back-off, ICE restarts, a quality indicator from
+// getStats with an automatic step-down to audio only, and the chat as the last fallback.
+// Every string shown comes from the catalog the page renders (#call-strings); none is written here.
+(function () {
+  "use strict";
+
+  var root = document.querySelector("[data-call]");
+  if (!root) { return; }
+  var STRINGS = JSON.parse(document.getElementById("call-strings").textContent);
+  var VISIT = root.getAttribute("data-visit");
+  var IS_HOST_PAGE = root.hasAttribute("data-host");
+
+  // Close codes after which reconnecting would only be refused again (docs/signalling.md, "Close codes").
+  var FINAL = { 1000: "left", 4401: "signed_out", 4403: "not_yours", 4404: "unknown", 4408: "window",
+    4409: "replaced", 4410: "ended", 4412: "consent", 4420: "full", 4431: "declined" };
+  var MEDIA = {
+    audio: { echoCancellation: true, noiseSuppression: true, autoGainControl: true },
+    // Phone-friendly: a small picture at a modest rate leaves room for audio on a weak mobile link.
+    video: function (facing) {
+      return { width: { ideal: 640 }, height: { ideal: 360 }, frameRate: { ideal: 24, max: 24 }, facingMode: facing };
+    }
+  };
+  // Thresholds of the indicator, per sample (every 2 s): worst of the connections counts.
+  var POOR = { rtt: 0.6, loss: 0.1, bitrate: 150 };
+  var FAIR = { rtt: 0.3, loss: 0.03, bitrate: 400 };
+  var STEP_DOWN_AFTER = 3;  // poor samples in a row before video stops
+  var STEP_UP_AFTER = 5;    // good samples in a row before it comes back
+
+  function t(key, values) {
+    var text = STRINGS[key] || key;
+    Object.keys(values || {}).forEach(function (name) { text = text.split("{" + name + "}").join(values[name]); });
+    return text;
+  }
+  function $(selector) { return root.querySelector(selector); }
+  function show(selector, visible) { var el = $(selector); if (el) { el.hidden = !visible; } }
+
+  var state = {
+    me: null, role: null, phase: "connecting", iceServers: [], peers: new Map(), roles: new Map(),
+    local: null, facing: "user", screen: null, muted: false, cameraOff: false,
+    modality: "video", forced: false, auto: false, poorRun: 0, goodRun: 0, quality: null,
+    ws: null, attempts: 0, finished: false, waiting: new Map(), mediaError: null
+  };
+
+  function status(text) { var el = $("[data-call-status]"); if (el) { el.textContent = text; } }
+  function isHost() { return state.role === "practitioner" || state.role === "consulted"; }
+  function roleLabel(role) { return t("role_" + role); }
+
+  // --- the websocket ---
+
+  function send(type, fields) {
+    if (!state.ws || state.ws.readyState !== WebSocket.OPEN) { return false; }
+    var message = Object.assign({ v: 1, type: type }, fields || {});
+    state.ws.send(JSON.stringify(message));
+    return true;
+  }
+
+  function connect() {
+    var scheme = location.protocol === "https:" ? "wss://" : "ws://";
+    var ws = new WebSocket(scheme + location.host + "/ws/visit/" + VISIT + "/");
+    state.ws = ws;
+    ws.onmessage = function (event) {
+      var message;
+      try { message = JSON.parse(event.data); } catch (e) { return; }
+      handle(message);
+    };
+    ws.onclose = function (event) {
+      if (state.ws !== ws) { return; }
+      var final = FINAL[event.code];
+      if (final || state.finished) { finish(final || "left"); return; }
+      // Back-off with jitter: 0.5 s, 1 s, 2 s … up to 30 s, each between half and the whole of it, so the
+      // browsers of a clinic whose network came back do not all knock at once.
+      var delay = Math.min(30000, 500 * Math.pow(2, state.attempts));
+      delay = delay / 2 + Math.random() * delay / 2;
+      state.attempts += 1;
+      status(t("reconnecting"));
+      window.setTimeout(connect, delay);
+    };
+  }
+
+  function handle(message) {
+    switch (message.type) {
+    case "welcome": return welcome(message);
+    case "waiting": return waitingEvent(message);
+    case "admitted": return enterCall(message.peers);
+    case "declined": return finish("declined");
+    case "peer_joined": return peerJoined(message);
+    case "peer_left": return peerLeft(message.participant);
+    case "offer": case "answer": return description(message);
+    case "ice": return candidate(message);
+    case "chat": return chatShown(message);
+    case "media_state": return remoteMediaState(message);
+    case "end": state.finished = true; return finish("ended");
+    case "error": return serverError(message);
+    default: return undefined;
+    }
+  }
+
+  function welcome(message) {
+    state.attempts = 0;
+    state.me = message.participant;
+    state.role = message.role;
+    state.iceServers = message.iceServers || [];
+    root.setAttribute("data-role", state.role);
+    show("[data-host-only]", isHost());
+    if (message.state === "waiting") {
+      state.phase = "waiting";
+      status(t("waiting"));
+      show("[data-call-waiting]", true);
+      return;
+    }
+    enterCall(message.peers);
+    // A reconnect: the connections that survived need new ICE paths (the network may have changed).
+    state.peers.forEach(function (peer) { peer.pc.restartIce(); });
+  }
+
+  function waitingEvent(message) {
+    if (message.participant === undefined) {
+      state.phase = "waiting";
+      status(t("waiting"));
+      return;
+    }
+    state.waiting.set(message.participant, message.role);
+    renderWaiting();
+  }
+
+  function serverError(message) {
+    var box = $("[data-call-error]");
+    if (box) { box.textContent = t("error_" + message.code) || t("error_generic"); box.hidden = false; }
+  }
+
+  function finish(reason) {
+    if (state.phase === "finished") { return; }
+    state.phase = "finished";
+    state.finished = true;
+    state.peers.forEach(function (peer) { peer.pc.close(); });
+    state.peers.clear();
+    if (state.local) { state.local.getTracks().forEach(function (track) { track.stop(); }); }
+    if (state.screen) { state.screen.getTracks().forEach(function (track) { track.stop(); }); }
+    show("[data-call-waiting]", false);
+    show("[data-call-stage]", false);
+    var box = $("[data-call-ended]");
+    if (box) {
+      box.hidden = false;
+      box.querySelector("[data-ended-text]").textContent = t("closed_" + reason);
+      box.focus();
+    }
+    status(t("closed_" + reason));
+    var remoteList = $("[data-remotes]");
+    if (remoteList) { remoteList.textContent = ""; }
+  }
+
+  // --- the waiting list (practitioners) ---
+
+  function renderWaiting() {
+    var list = $("[data-waiting-list]");
+    if (!list) { return; }
+    list.textContent = "";
+    show("[data-waiting-empty]", state.waiting.size === 0);
+    state.waiting.forEach(function (role, id) {
+      var item = document.createElement("li");
+      var label = document.createElement("span");
+      label.textContent = t("waiting_someone", { role: roleLabel(role) });
+      var admit = document.createElement("button");
+      admit.type = "button";
+      admit.textContent = t("admit");
+      admit.addEventListener("click", function () { send("admit", { participant: id }); });
+      var decline = document.createElement("button");
+      decline.type = "button";
+      decline.className = "secondary";
+      decline.textContent = t("decline");
+      decline.addEventListener("click", function () {
+        send("decline", { participant: id });
+        state.waiting.delete(id);
+        renderWaiting();
+      });
+      item.append(label, " ", admit, " ", decline);
+      list.appendChild(item);
+    });
+  }
+
+  // --- local media ---
+
+  function startMedia() {
+    if (state.local) { return Promise.resolve(state.local); }
+    if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
+      state.mediaError = "no_media";
+      return Promise.resolve(null);
+    }
+    return navigator.mediaDevices.getUserMedia({ audio: MEDIA.audio, video: MEDIA.video(state.facing) })
+      .catch(function () {
+        state.mediaError = "no_camera";
+        return navigator.mediaDevices.getUserMedia({ audio: MEDIA.audio });
+      })
+      .catch(function () { state.mediaError = "no_media"; return null; })
+      .then(function (stream) {
+        state.local = stream;
+        var video = $("[data-local-video]");
+        if (video && stream) { video.srcObject = stream; }
+        if (state.mediaError) { notice(t(state.mediaError)); }
+        return stream;
+      });
+  }
+
+  function videoTrack() { return state.local ? state.local.getVideoTracks()[0] || null : null; }
+  function audioTrack() { return state.local ? state.local.getAudioTracks()[0] || null : null; }
+
+  function videoSenders() {
+    var senders = [];
+    state.peers.forEach(function (peer) {
+      peer.pc.getSenders().forEach(function (sender) {
+        if (sender.track ? sender.track.kind === "video" : sender === peer.videoSender) { senders.push(sender); }
+      });
+    });
+    return senders;
+  }
+
+  // What goes out as video: nothing in audio-only or with the camera off, else the screen or the camera.
+  function outgoingVideo() {
+    if (state.modality !== "video" || state.cameraOff) { return null; }
+    if (state.screen) { return state.screen.getVideoTracks()[0]; }
+    return videoTrack();
+  }
+
+  function applyVideo() {
+    var track = outgoingVideo();
+    videoSenders().forEach(function (sender) { sender.replaceTrack(track).catch(function () {}); });
+    var stage = $("[data-call-stage]");
+    if (stage) { stage.setAttribute("data-modality", state.modality); }
+    updateButtons();
+  }
+
+  function publishMediaState() {
+    send("media_state", { audio: !state.muted, video: outgoingVideo() !== null, screen: !!state.screen,
+      modality: state.modality });
+  }
+
+  function setModality(modality, why) {
+    if (state.modality === modality) { return; }
+    state.modality = modality;
+    applyVideo();
+    publishMediaState();
+    notice(t(modality === "audio" ? "audio_only_" + why : "video_back"));
+  }
+
+  function toggleMute() {
+    state.muted = !state.muted;
+    var track = audioTrack();
+    if (track) { track.enabled = !state.muted; }
+    updateButtons();
+    publishMediaState();
+  }
+
+  function toggleCamera() {
+    state.cameraOff = !state.cameraOff;
+    var track = videoTrack();
+    if (track) { track.enabled = !state.cameraOff; }
+    applyVideo();
+    publishMediaState();
+  }
+
+  function switchCamera() {
+    var next = state.facing === "user" ? "environment" : "user";
+    navigator.mediaDevices.getUserMedia({ video: MEDIA.video(next) }).then(function (stream) {
+      var old = videoTrack();
+      var fresh = stream.getVideoTracks()[0];
+      if (old) { state.local.removeTrack(old); old.stop(); }
+      state.local.addTrack(fresh);
+      state.facing = next;
+      fresh.enabled = !state.cameraOff;
+      applyVideo();
+    }).catch(function () { notice(t("no_other_camera")); });
+  }
+
+  function toggleScreen() {
+    if (state.screen) { stopScreen(); return; }
+    if (!navigator.mediaDevices.getDisplayMedia) { notice(t("no_screen")); return; }
+    navigator.mediaDevices.getDisplayMedia({ video: true }).then(function (stream) {
+      state.screen = stream;
+      stream.getVideoTracks()[0].addEventListener("ended", stopScreen);
+      applyVideo();
+      publishMediaState();
+    }).catch(function () {});
+  }
+
+  function stopScreen() {
+    if (!state.screen) { return; }
+    state.screen.getTracks().forEach(function (track) { track.stop(); });
+    state.screen = null;
+    applyVideo();
+    publishMediaState();
+  }
+
+  function updateButtons() {
+    function press(action, pressed, labelKey) {
+      var button = root.querySelector('[data-action="' + action + '"]');
+      if (!button) { return; }
+      button.setAttribute("aria-pressed", pressed ? "true" : "false");
+      if (labelKey) { button.textContent = t(labelKey); }
+    }
+    press("mute", state.muted, state.muted ? "unmute" : "mute");
+    press("camera", state.cameraOff, state.cameraOff ? "camera_on" : "camera_off");
+    press("screen", !!state.screen, state.screen ? "screen_stop" : "screen");
+    press("audio-only", state.modality === "audio", state.modality === "audio" ? "video_resume" : "audio_only");
+  }
+
+  function notice(text) {
+    var el = $("[data-call-notice]");
+    if (el) { el.textContent = text; }
+  }
+
+  // --- the call and its connections ---
+
+  function enterCall(peers) {
+    if (state.phase === "finished") { return; }
+    state.phase = "call";
+    show("[data-call-waiting]", false);
+    show("[data-call-stage]", true);
+    status(t("in_call"));
+    startMedia().then(function () {
+      var present = new Set();
+      (peers || []).forEach(function (peer) {
+        present.add(peer.participant);
+        state.roles.set(peer.participant, peer.role);
+        if (!state.peers.has(peer.participant)) { connectPeer(peer.participant); }
+      });
+      state.peers.forEach(function (peer, id) { if (!present.has(id)) { dropPeer(id); } });
+      updateButtons();
+      publishMediaState();
+    });
+  }
+
+  function peerJoined(message) {
+    state.roles.set(message.participant, message.role);
+    if (state.waiting.delete(message.participant)) { renderWaiting(); }
+    if (state.phase !== "call") { return; }
+    startMedia().then(function () {
+      var peer = state.peers.get(message.participant);
+      // The other one came back: a websocket reconnect keeps its connection (a new ICE path is enough);
+      // a reload does not, and its fresh offer then fails on ours, which is replaced (see description()).
+      if (peer) { peer.pc.restartIce(); } else { connectPeer(message.participant); }
+      publishMediaState();
+    });
+  }
+
+  function peerLeft(id) {
+    if (state.waiting.delete(id)) { renderWaiting(); }
+    dropPeer(id);
+  }
+
+  function dropPeer(id) {
+    var peer = state.peers.get(id);
+    if (!peer) { return; }
+    peer.pc.close();
+    if (peer.tile) { peer.tile.remove(); }
+    state.peers.delete(id);
+  }
+
+  function connectPeer(id) {
+    var pc = new RTCPeerConnection({ iceServers: state.iceServers });
+    // Perfect negotiation: the lower participant id gives way when both sides offer at once.
+    var peer = { id: id, pc: pc, polite: state.me < id, makingOffer: false, ignoreOffer: false, tile: null,
+      videoSender: null, framesDecoded: 0, lastLost: 0, lastReceived: 0, restartTimer: null };
+    state.peers.set(id, peer);
+    if (state.local) {
+      state.local.getTracks().forEach(function (track) {
+        var sender = pc.addTrack(track, state.local);
+        if (track.kind === "video") { peer.videoSender = sender; }
+      });
+      if (peer.videoSender && outgoingVideo() !== videoTrack()) {
+        peer.videoSender.replaceTrack(outgoingVideo()).catch(function () {});
+      }
+    }
+    pc.onnegotiationneeded = function () {
+      peer.makingOffer = true;
+      pc.setLocalDescription().then(function () {
+        send("offer", { to: id, sdp: pc.localDescription.sdp });
+      }).catch(function () {}).then(function () { peer.makingOffer = false; });
+    };
+    pc.onicecandidate = function (event) {
+      var fields = { to: id, candidate: event.candidate ? event.candidate.candidate : "" };
+      if (event.candidate) {
+        if (event.candidate.sdpMid !== null) { fields.sdpMid = event.candidate.sdpMid; }
+        if (event.candidate.sdpMLineIndex !== null) { fields.sdpMLineIndex = event.candidate.sdpMLineIndex; }
+        if (event.candidate.usernameFragment) { fields.usernameFragment = event.candidate.usernameFragment; }
+      }
+      send("ice", fields);
+    };
+    pc.ontrack = function (event) {
+      var tile = ensureTile(peer);
+      var media = tile.querySelector("video");
+      media.srcObject = event.streams[0] || new MediaStream([event.track]);
+    };
+    pc.onconnectionstatechange = function () {
+      if (pc.connectionState === "failed") {
+        pc.restartIce();
+      } else if (pc.connectionState === "disconnected") {
+        // Often a passing hiccup (a Wi-Fi to mobile hand-over): give it a moment before a restart.
+        window.clearTimeout(peer.restartTimer);
+        peer.restartTimer = window.setTimeout(function () {
+          if (pc.connectionState === "disconnected") { pc.restartIce(); }
+        }, 3000);
+      }
+      tileState(peer);
+    };
+    ensureTile(peer);
+    return peer;
+  }
+
+  function description(message) {
+    var peer = state.peers.get(message.from);
+    if (!peer) {
+      if (message.type !== "offer" || state.phase !== "call") { return; }
+      peer = connectPeer(message.from);
+    }
+    var pc = peer.pc;
+    var collision = message.type === "offer" && (peer.makingOffer || pc.signalingState !== "stable");
+    peer.ignoreOffer = !peer.polite && collision;
+    if (peer.ignoreOffer) { return; }
+    // setRemoteDescription rolls back our own pending offer by itself when we are the polite one.
+    pc.setRemoteDescription({ type: message.type, sdp: message.sdp }).then(function () {
+      if (message.type !== "offer") { return undefined; }
+      return pc.setLocalDescription().then(function () {
+        send("answer", { to: peer.id, sdp: pc.localDescription.sdp });
+      });
+    }).catch(function () {
+      // An offer our connection cannot take (the other page was reloaded: new keys, new m-lines): start
+      // over with a fresh connection for that participant and take the offer on it.
+      if (message.type === "offer" && state.peers.get(peer.id) === peer) {
+        dropPeer(peer.id);
+        var fresh = connectPeer(peer.id);
+        fresh.pc.setRemoteDescription({ type: "offer", sdp: message.sdp })
+          .then(function () { return fresh.pc.setLocalDescription(); })
+          .then(function () { send("answer", { to: peer.id, sdp: fresh.pc.localDescription.sdp }); })
+          .catch(function () {});
+      }
+    });
+  }
+
+  function candidate(message) {
+    var peer = state.peers.get(message.from);
+    if (!peer) { return; }
+    var init = { candidate: message.candidate };
+    if (message.sdpMid !== undefined) { init.sdpMid = message.sdpMid; }
+    if (message.sdpMLineIndex !== undefined) { init.sdpMLineIndex = message.sdpMLineIndex; }
+    if (message.usernameFragment !== undefined) { init.usernameFragment = message.usernameFragment; }
+    if (init.sdpMid === undefined && init.sdpMLineIndex === undefined) { init.sdpMLineIndex = 0; }
+    peer.pc.addIceCandidate(init).catch(function () {
+      // A candidate of an offer we ignored in a collision is expected to fail.
+    });
+  }
+
+  function ensureTile(peer) {
+    if (peer.tile) { return peer.tile; }
+    var tile = document.createElement("figure");
+    tile.className = "call-tile";
+    tile.setAttribute("data-peer", String(peer.id));
+    var video = document.createElement("video");
+    video.autoplay = true;
+    video.playsInline = true;
+    video.setAttribute("playsinline", "");
+    var caption = document.createElement("figcaption");
+    var name = document.createElement("span");
+    name.setAttribute("data-peer-name", "");
+    name.textContent = roleLabel(state.roles.get(peer.id) || "participant");
+    video.setAttribute("aria-label", t("video_of", { role: name.textContent }));
+    var media = document.createElement("span");
+    media.setAttribute("data-peer-media", "");
+    caption.append(name, " ", media);
+    tile.append(video, caption);
+    var list = $("[data-remotes]");
+    if (list) { list.appendChild(tile); }
+    peer.tile = tile;
+    return tile;
+  }
+
+  function tileState(peer) {
+    if (!peer.tile) { return; }
+    var media = peer.tile.querySelector("[data-peer-media]");
+    var connection = peer.pc.connectionState;
+    if (connection === "connecting" || connection === "new") { media.textContent = t("peer_connecting"); }
+    else if (connection === "disconnected" || connection === "failed") { media.textContent = t("peer_reconnecting"); }
+    else if (peer.remoteAudioOnly) { media.textContent = t("peer_audio_only"); }
+    else if (peer.remoteNoVideo) { media.textContent = t("peer_no_video"); }
+    else { media.textContent = peer.remoteMuted ? t("peer_muted") : ""; }
+  }
+
+  function remoteMediaState(message) {
+    var peer = state.peers.get(message.from);
+    if (peer) {
+      peer.remoteAudioOnly = message.modality === "audio";
+      peer.remoteNoVideo = !message.video;
+      peer.remoteMuted = !message.audio;
+      tileState(peer);
+    }
+    // A practitioner's choice of audio only (or back to video) holds for the whole visit.
+    var role = state.roles.get(message.from);
+    if ((role === "practitioner" || role === "consulted") && message.modality) {
+      state.forced = message.modality === "audio";
+      setModality(message.modality, "host");
+    }
+  }
+
+  // --- chat ---
+
+  function chatShown(message) {
+    var log = $("[data-chat-log]");
+    if (!log) { return; }
+    var item = document.createElement("li");
+    var who = message.from === state.me ? t("you") : roleLabel(state.roles.get(message.from) || "participant");
+    var when = new Date(message.at);
+    var time = document.createElement("time");
+    time.dateTime = message.at;
+    time.textContent = isNaN(when) ? "" : when.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+    var author = document.createElement("strong");
+    author.textContent = who;
+    var text = document.createElement("span");
+    text.textContent = message.text;
+    item.append(time, " ", author, ": ", text);
+    log.appendChild(item);
+    log.scrollTop = log.scrollHeight;
+  }
+
+  // --- quality (getStats) ---
+
+  function sample(peer) {
+    return peer.pc.getStats().then(function (report) {
+      var result = { rtt: null, loss: null, bitrate: null, framesDecoded: 0, audioEnergy: 0, bytesReceived: 0 };
+      var lost = 0, received = 0;
+      report.forEach(function (entry) {
+        if (entry.type === "candidate-pair" && entry.nominated && entry.state === "succeeded") {
+          if (entry.currentRoundTripTime !== undefined) { result.rtt = entry.currentRoundTripTime; }
+          if (entry.availableOutgoingBitrate !== undefined) { result.bitrate = entry.availableOutgoingBitrate / 1000; }
+        } else if (entry.type === "inbound-rtp") {
+          lost += entry.packetsLost || 0;
+          received += entry.packetsReceived || 0;
+          result.bytesReceived += entry.bytesReceived || 0;
+          if (entry.kind === "video") { result.framesDecoded += entry.framesDecoded || 0; }
+          if (entry.kind === "audio") { result.audioEnergy += entry.totalAudioEnergy || 0; }
+        }
+      });
+      var newLost = lost - peer.lastLost, newReceived = received - peer.lastReceived;
+      if (newLost + newReceived > 0) { result.loss = Math.max(0, newLost) / (newLost + newReceived); }
+      peer.lastLost = lost;
+      peer.lastReceived = received;
+      peer.framesDecoded = result.framesDecoded;
+      return result;
+    });
+  }
+
+  function grade(s) {
+    if ((s.rtt !== null && s.rtt > POOR.rtt) || (s.loss !== null && s.loss > POOR.loss)) { return "poor"; }
+    // The available bitrate only says something while video is being sent (audio alone never probes higher).
+    if (state.modality === "video" && s.bitrate !== null && s.bitrate < POOR.bitrate) { return "poor"; }
+    if ((s.rtt !== null && s.rtt > FAIR.rtt) || (s.loss !== null && s.loss > FAIR.loss)) { return "fair"; }
+    if (state.modality === "video" && s.bitrate !== null && s.bitrate < FAIR.bitrate) { return "fair"; }
+    return "good";
+  }
+
+  var RANK = { good: 0, fair: 1, poor: 2 };
+
+  function measure() {
+    if (state.phase !== "call" || state.peers.size === 0) { return; }
+    var peers = Array.from(state.peers.values()).filter(function (p) { return p.pc.connectionState === "connected"; });
+    if (peers.length === 0) { return; }
+    Promise.all(peers.map(sample)).then(function (samples) {
+      var worst = "good", summary = null;
+      samples.forEach(function (s) {
+        var level = grade(s);
+        if (RANK[level] >= RANK[worst]) { worst = level; summary = s; }
+      });
+      state.quality = Object.assign({ level: worst }, summary);
+      showQuality(worst);
+      stepDownOrUp(worst);
+    }).catch(function () {});
+  }
+
+  function showQuality(level) {
+    var el = $("[data-quality]");
+    if (!el) { return; }
+    el.setAttribute("data-level", level);
+    // An icon and words: the level never depends on colour alone.
+    var icons = { good: "▮▮▮", fair: "▮▮▯", poor: "▮▯▯" };
+    el.querySelector("[data-quality-icon]").textContent = icons[level];
+    el.querySelector("[data-quality-text]").textContent = t("quality_" + level);
+  }
+
+  function stepDownOrUp(level) {
+    state.poorRun = level === "poor" ? state.poorRun + 1 : 0;
+    state.goodRun = level === "good" ? state.goodRun + 1 : 0;
+    if (state.modality === "video" && state.poorRun >= STEP_DOWN_AFTER) {
+      state.auto = true;
+      setModality("audio", "auto");
+    } else if (state.modality === "audio" && state.auto && !state.forced && state.goodRun >= STEP_UP_AFTER) {
+      state.auto = false;
+      setModality("video", "auto");
+    }
+  }
+
+  // --- controls ---
+
+  root.addEventListener("click", function (event) {
+    var button = event.target.closest("[data-action]");
+    if (!button) { return; }
+    var action = button.getAttribute("data-action");
+    if (action === "mute") { toggleMute(); }
+    else if (action === "camera") { toggleCamera(); }
+    else if (action === "switch") { switchCamera(); }
+    else if (action === "screen") { toggleScreen(); }
+    else if (action === "audio-only") {
+      state.forced = state.modality === "video";
+      state.auto = false;
+      setModality(state.forced ? "audio" : "video", "host");
+    } else if (action === "end") { state.finished = true; send("end"); }
+    else if (action === "leave") { state.finished = true; send("leave"); finish("left"); }
+  });
+
+  var chatForm = $("[data-chat-form]");
+  if (chatForm) {
+    chatForm.addEventListener("submit", function (event) {
+      event.preventDefault();
+      var input = chatForm.querySelector("textarea, input[type=text]");
+      var text = input.value.trim();
+      if (!text) { return; }
+      if (send("chat", { text: text.slice(0, 2000) })) { input.value = ""; }
+    });
+  }
+
+  window.setInterval(measure, 2000);
+
+  // A debug hook for tests and support: what each connection decodes, and the state of the call.
+  window.teleconsultCall = {
+    stats: function () {
+      var peers = Array.from(state.peers.values());
+      return Promise.all(peers.map(function (peer) {
+        return sample(peer).then(function (s) {
+          return { participant: peer.id, connection: peer.pc.connectionState, framesDecoded: s.framesDecoded,
+            audioEnergy: s.audioEnergy, bytesReceived: s.bytesReceived, rtt: s.rtt };
+        });
+      })).then(function (list) {
+        return { phase: state.phase, role: state.role, me: state.me, modality: state.modality,
+          quality: state.quality, peers: list };
+      });
+    },
+    dropSocket: function () { if (state.ws) { state.ws.close(); } }
+  };
+
+  status(t("connecting"));
+  show("[data-host-only]", IS_HOST_PAGE);
+  connect();
+}());

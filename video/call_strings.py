@@ -1,0 +1,70 @@
+"""The words of the browser's call client (frontend/static/frontend/visit/call.js), translated here and rendered
+into the page as JSON: the script itself holds no text. Placeholders in braces are filled by the script."""
+
+from __future__ import annotations
+
+from django.utils.translation import gettext_lazy as _
+
+CALL_STRINGS = {
+    "connecting": _("Conectando con la sala…"),
+    "reconnecting": _("Se perdió la conexión. Reconectando…"),
+    "waiting": _("Esperando a que el profesional lo admita."),
+    "in_call": _("En la teleconsulta."),
+    "role_patient": _("Paciente"),
+    "role_practitioner": _("Profesional"),
+    "role_consulted": _("Especialista consultado"),
+    "role_interpreter": _("Intérprete"),
+    "role_participant": _("Participante"),
+    "you": _("Usted"),
+    "video_of": _("Video de: {role}"),
+    "waiting_someone": _("{role} en la sala de espera"),
+    "admit": _("Admitir"),
+    "decline": _("No admitir"),
+    "mute": _("Silenciar micrófono"),
+    "unmute": _("Activar micrófono"),
+    "camera_off": _("Apagar cámara"),
+    "camera_on": _("Encender cámara"),
+    "screen": _("Compartir pantalla"),
+    "screen_stop": _("Dejar de compartir pantalla"),
+    "audio_only": _("Solo audio"),
+    "video_resume": _("Volver al video"),
+    "audio_only_auto": _("La conexión es débil: la consulta sigue solo con audio."),
+    "audio_only_host": _("La consulta sigue solo con audio."),
+    "video_back": _("El video se reanudó."),
+    "no_camera": _("No se pudo usar la cámara: la consulta sigue solo con audio."),
+    "no_media": _("No se pudo usar la cámara ni el micrófono. Puede escribir en el chat."),
+    "no_other_camera": _("No se encontró otra cámara."),
+    "no_screen": _("Este navegador no permite compartir la pantalla."),
+    "peer_connecting": _("(conectando…)"),
+    "peer_reconnecting": _("(reconectando…)"),
+    "peer_audio_only": _("(solo audio)"),
+    "peer_no_video": _("(cámara apagada)"),
+    "peer_muted": _("(micrófono silenciado)"),
+    "quality_good": _("Conexión buena"),
+    "quality_fair": _("Conexión regular"),
+    "quality_poor": _("Conexión débil"),
+    "closed_left": _("Salió de la teleconsulta."),
+    "closed_ended": _("La teleconsulta terminó. Gracias."),
+    "closed_declined": _("El profesional no pudo admitirlo en esta teleconsulta."),
+    "closed_signed_out": _("Su sesión terminó. Vuelva a abrir el enlace de la cita o inicie sesión."),
+    "closed_not_yours": _("Esta teleconsulta no es suya."),
+    "closed_unknown": _("Esta cita ya no está vigente (cancelada, reprogramada o vencida)."),
+    "closed_window": _("La sala no está abierta en este momento."),
+    "closed_replaced": _("La teleconsulta se abrió en otra pestaña o dispositivo."),
+    "closed_consent": _("Falta su consentimiento para la teleconsulta."),
+    "closed_full": _("La teleconsulta está completa."),
+    "error_forbidden": _("No puede hacer eso en esta teleconsulta."),
+    "error_waiting": _("Espere a que lo admitan."),
+    "error_unknown_participant": _("Esa persona ya no está en la teleconsulta."),
+    "error_not_waiting": _("Esa persona ya no está esperando."),
+    "error_not_started": _("La teleconsulta aún no empezó."),
+    "error_ended": _("La teleconsulta terminó."),
+    "error_no_practitioner": _("No hay un profesional en la teleconsulta."),
+    "error_refused": _("No se pudo iniciar la atención en la historia clínica."),
+    "error_generic": _("No se pudo realizar la acción."),
+}
+
+
+def call_strings() -> dict[str, str]:
+    """The catalog in the request's language, ready for json_script."""
+    return {key: str(text) for key, text in CALL_STRINGS.items()}
