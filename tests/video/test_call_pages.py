@@ -10,7 +10,6 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from django.test import Client
-
 from django.utils import timezone
 
 from audit.actions import AuditAction
@@ -56,7 +55,7 @@ def test_practitioner_room_shows_call_chart_header_and_note(personas, login_as):
     html = response.text
     assert "data-call" in html and "data-host" in html
     assert "datos críticos" in html  # the chart header
-    assert f'/scheduling/appointments/{visit.appointment.public_id}/encounter/' in html
+    assert f"/scheduling/appointments/{visit.appointment.public_id}/encounter/" in html
     assert set(catalog(html)) == set(CALL_STRINGS)
     assert "no-cache" in response["Cache-Control"]
     assert AuditEvent.objects.filter(action=AuditAction.CHART_VIEWED, patient_id=visit.patient.pk).exists()
