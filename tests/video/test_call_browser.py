@@ -1,0 +1,143 @@
+"""The call client in Debian's Chromium with fake camera and microphone, through a real daphne process: the
+patient waits, the practitioner admits from the room, both decode the other's video and audio, chat arrives,
+the practitioner switches the visit to audio only and the patient's page shows it, then the visit ends.
+Waiting room and call pages are checked with axe-core."""
+
+from __future__ import annotations
+
+import base64
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+
+import pytest
+from django.conf import settings
+from django.db import connection, connections
+
+from scheduling.models import Appointment, AppointmentStatus
+from tests.browser_checks import assert_accessible
+from tests.video.signalling_support import signed_in_cookie
+from tests.video.test_call_pages import hosted_visit
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+STATS = "() => window.teleconsultCall.stats()"
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture
+def daphne(redis_url) -> Iterator[str]:
+    """One daphne process (as production runs it) on this test's database, with the Redis channel layer."""
+    db = connection.settings_dict
+    credentials = db["USER"] + (f":{db['PASSWORD']}" if db["PASSWORD"] else "")
+    env = os.environ | {
+        "DATABASE_URL": f"postgres://{credentials}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}",
+        "REDIS_URL": redis_url,
+        "SECRET_KEY": settings.SECRET_KEY,
+        "TELECONSULT_KEK": base64.b64encode(settings.TELECONSULT_KEK).decode(),
+        "TELECONSULT_AUDIT_KEY": base64.b64encode(settings.TELECONSULT_AUDIT_KEY).decode(),
+        "TELECONSULT_INDEX_KEY": base64.b64encode(settings.TELECONSULT_INDEX_KEY).decode(),
+        "ACCESS_LOG_LEVEL": "WARNING",
+    }
+    port = _free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "teleconsult.asgi:application"],
+        cwd=settings.BASE_DIR,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise AssertionError("daphne did not start") from None
+                time.sleep(0.2)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+        process.wait(10)
+        connections.close_all()
+
+
+def _page(browser, base: str, cookie: str):
+    context = browser.new_context(locale="es-PE", base_url=base)
+    name, value = cookie.split("=", 1)
+    context.add_cookies([{"name": name, "value": value, "url": base}])
+    page = context.new_page()
+    page.set_default_timeout(20_000)
+    return page
+
+
+def _wait_for_media(page, *, frames_above: int = 0) -> dict:
+    """Until the one remote connection decodes video frames beyond `frames_above` and audio with energy."""
+    deadline = time.monotonic() + 25
+    while True:
+        stats = page.evaluate(STATS)
+        peers = stats["peers"]
+        if peers and peers[0]["framesDecoded"] > frames_above and peers[0]["audioEnergy"] > 0:
+            return peers[0]
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no media decoded: {stats}")
+        time.sleep(0.5)
+
+
+def test_waiting_admit_call_chat_audio_only_and_end(browser, personas, daphne):
+    visit = hosted_visit(personas)
+    public_id = visit.appointment.public_id
+    patient = _page(browser, daphne, signed_in_cookie(personas.patient))
+    practitioner = _page(browser, daphne, signed_in_cookie(personas.practitioner))
+    try:
+        patient.goto(f"/visit/{public_id}/waiting/")
+        patient.get_by_text("Esperando a que el profesional lo admita.").wait_for()
+        assert_accessible(patient, context="waiting room")
+
+        practitioner.goto(f"/visit/{public_id}/room/")
+        assert practitioner.get_by_role("region", name="Rosa Quispe: datos críticos").is_visible()
+        practitioner.get_by_text("Paciente en la sala de espera").wait_for()
+        practitioner.get_by_role("button", name="Admitir", exact=True).click()
+
+        patient.locator("[data-call-stage]").wait_for(state="visible")
+        first = {side: _wait_for_media(page) for side, page in (("patient", patient), ("practitioner", practitioner))}
+        for side, page in (("patient", patient), ("practitioner", practitioner)):
+            later = _wait_for_media(page, frames_above=first[side]["framesDecoded"])
+            assert later["framesDecoded"] > first[side]["framesDecoded"], side
+        assert_accessible(practitioner, context="practitioner in the call")
+        assert_accessible(patient, context="patient in the call")
+
+        patient.get_by_label("Mensaje").fill("Se congeló la imagen, ¿me escucha?")
+        patient.get_by_role("button", name="Enviar").click()
+        practitioner.locator("[data-chat-log]").get_by_text("Se congeló la imagen, ¿me escucha?").wait_for()
+        assert practitioner.locator("[data-chat-log]").get_by_text("Paciente").is_visible()
+
+        practitioner.get_by_role("button", name="Solo audio").click()
+        patient.locator("[data-call-notice]").get_by_text("La consulta sigue solo con audio.").wait_for()
+        patient.locator("[data-peer-media]").get_by_text("(solo audio)").wait_for()
+        assert patient.evaluate(STATS)["modality"] == "audio"
+
+        practitioner.get_by_role("button", name="Terminar la teleconsulta").click()
+        patient.get_by_text("La teleconsulta terminó. Gracias.").first.wait_for()
+        deadline = time.monotonic() + 10
+        while Appointment.objects.get(pk=visit.appointment.pk).status != AppointmentStatus.COMPLETED:
+            assert time.monotonic() < deadline, "the appointment was not completed"
+            time.sleep(0.2)
+    finally:
+        patient.context.close()
+        practitioner.context.close()
