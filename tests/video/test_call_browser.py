@@ -1,6 +1,7 @@
 """The call client in Debian's Chromium with fake camera and microphone, through a real daphne process: the
 patient waits, the practitioner admits from the room, both decode the other's video and audio, chat arrives,
-the practitioner switches the visit to audio only and the patient's page shows it, then the visit ends.
+the patient's websocket drops and comes back with the call going on, the practitioner switches the visit to
+audio only and the patient's page shows it, then the visit ends.
 Waiting room and call pages are checked with axe-core."""
 
 from __future__ import annotations
@@ -126,6 +127,20 @@ def test_waiting_admit_call_chat_audio_only_and_end(browser, personas, daphne):
         patient.get_by_role("button", name="Enviar").click()
         practitioner.locator("[data-chat-log]").get_by_text("Se congeló la imagen, ¿me escucha?").wait_for()
         assert practitioner.locator("[data-chat-log]").get_by_text("Paciente").is_visible()
+
+        # The patient's websocket drops (a network change): it comes back by itself, the same visit goes on,
+        # media keeps flowing after the ICE restart, and the chat works again.
+        before = _wait_for_media(practitioner)["framesDecoded"]
+        patient.evaluate("() => window.teleconsultCall.dropSocket()")
+        deadline = time.monotonic() + 20
+        while patient.evaluate(STATS)["welcomes"] < 2:
+            assert time.monotonic() < deadline, "the websocket did not come back"
+            time.sleep(0.2)
+        patient.locator("[data-call-status]").get_by_text("En la teleconsulta.").wait_for()
+        _wait_for_media(practitioner, frames_above=before + 24)
+        patient.get_by_label("Mensaje").fill("Ya volví.")
+        patient.get_by_role("button", name="Enviar").click()
+        practitioner.locator("[data-chat-log]").get_by_text("Ya volví.").wait_for()
 
         practitioner.get_by_role("button", name="Solo audio").click()
         patient.locator("[data-call-notice]").get_by_text("La consulta sigue solo con audio.").wait_for()

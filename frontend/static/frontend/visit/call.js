@@ -13,7 +13,8 @@
   var IS_HOST_PAGE = root.hasAttribute("data-host");
 
   // Close codes after which reconnecting would only be refused again (docs/signalling.md, "Close codes").
-  var FINAL = { 1000: "left", 4401: "signed_out", 4403: "not_yours", 4404: "unknown", 4408: "window",
+  // 1000 comes after our own "leave" (state.finished is set then); from anywhere else it is a drop like any other.
+  var FINAL = { 4401: "signed_out", 4403: "not_yours", 4404: "unknown", 4408: "window",
     4409: "replaced", 4410: "ended", 4412: "consent", 4420: "full", 4431: "declined" };
   var MEDIA = {
     audio: { echoCancellation: true, noiseSuppression: true, autoGainControl: true },
@@ -40,7 +41,7 @@
     me: null, role: null, phase: "connecting", iceServers: [], peers: new Map(), roles: new Map(),
     local: null, facing: "user", screen: null, muted: false, cameraOff: false,
     modality: "video", forced: false, auto: false, poorRun: 0, goodRun: 0, quality: null,
-    ws: null, attempts: 0, finished: false, waiting: new Map(), mediaError: null
+    ws: null, attempts: 0, welcomes: 0, finished: false, waiting: new Map(), mediaError: null
   };
 
   function status(text) { var el = $("[data-call-status]"); if (el) { el.textContent = text; } }
@@ -99,6 +100,7 @@
 
   function welcome(message) {
     state.attempts = 0;
+    state.welcomes += 1;
     state.me = message.participant;
     state.role = message.role;
     state.iceServers = message.iceServers || [];
@@ -639,11 +641,12 @@
             audioEnergy: s.audioEnergy, bytesReceived: s.bytesReceived, rtt: s.rtt };
         });
       })).then(function (list) {
-        return { phase: state.phase, role: state.role, me: state.me, modality: state.modality,
+        return { phase: state.phase, role: state.role, me: state.me, modality: state.modality, welcomes: state.welcomes,
           quality: state.quality, peers: list };
       });
     },
-    dropSocket: function () { if (state.ws) { state.ws.close(); } }
+    // A drop as the network makes it, seen from this side (the server sees the connection go away).
+    dropSocket: function () { if (state.ws) { state.ws.close(4000); } }
   };
 
   status(t("connecting"));
