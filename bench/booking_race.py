@@ -7,7 +7,7 @@
    `--pause` seconds between bookings (people at a booking desk), and once more with no pause at all
    (closed loop: the server's capacity, where latency is the queue): target p95 <= 100 ms.
 
-    .venv/bin/python -m bench.booking_race [--racers 100] [--slots 10] [--clients 20] [--bookings 10]
+    .venv/bin/python -m bench.booking_race [--racers 100] [--slots 10] [--clients 20] [--bookings 10] [--processes 1]
 
 Runs against a throwaway test database on the server named by DATABASE_URL (the audit trail is append-only,
 so a benchmark never writes into a real database).
@@ -144,7 +144,7 @@ def _build(racers: int, clients: int, bookings: int):
     return visit_type, practitioners, patients, coordinators
 
 
-def _race(port: int, visit_type, practitioner, patients, slot_count: int) -> None:
+def _race(ports: list[int], visit_type, practitioner, patients, slot_count: int) -> None:
     from django.db import connection
 
     from scheduling.models import Appointment
@@ -167,7 +167,8 @@ def _race(port: int, visit_type, practitioner, patients, slot_count: int) -> Non
         cookie, csrf = sessions[index]
         slot = slots[index % len(slots)]
         body = {"visit_type": visit_type.pk, "practitioner": practitioner.pk, "start": slot.start.isoformat()}
-        connection_ = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+        # Clients spread over the processes, as a proxy in front of several replicas would spread them.
+        connection_ = http.client.HTTPConnection("127.0.0.1", ports[index % len(ports)], timeout=120)
         try:
             barrier.wait(60)
             status, payload, elapsed = _post(connection_, body, cookie, csrf)
@@ -205,7 +206,7 @@ def _race(port: int, visit_type, practitioner, patients, slot_count: int) -> Non
 
 
 def _latency(
-    port: int, visit_type, practitioners, patients, coordinators, bookings: int, pause: float, offset: int
+    ports: list[int], visit_type, practitioners, patients, coordinators, bookings: int, pause: float, offset: int
 ) -> None:
     from scheduling.slots import find_slots
 
@@ -223,7 +224,7 @@ def _latency(
 
     def coordinator(index: int) -> None:
         cookie, csrf = sessions[index]
-        connection_ = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+        connection_ = http.client.HTTPConnection("127.0.0.1", ports[index % len(ports)], timeout=120)
         mine = slots[index :: len(coordinators)]
         try:
             barrier.wait(60)
@@ -271,6 +272,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=20)
     parser.add_argument("--bookings", type=int, default=10, help="bookings per coordinator in the latency run")
     parser.add_argument("--pause", type=float, default=1.0, help="seconds between one coordinator's bookings")
+    parser.add_argument("--processes", type=int, default=1, help="daphne processes (production runs two replicas)")
     args = parser.parse_args()
 
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "teleconsult.settings")
@@ -293,20 +295,26 @@ def main() -> None:
 
             return get_asgi_application()
 
-        server = DaphneProcess(host="127.0.0.1", get_application=application, kwargs={"verbosity": 0})
-        server.daemon = True
-        server.start()
+        servers = [
+            DaphneProcess(host="127.0.0.1", get_application=application, kwargs={"verbosity": 0})
+            for _ in range(args.processes)
+        ]
+        for server in servers:
+            server.daemon = True
+            server.start()
         try:
-            if not server.ready.wait(30):
-                raise RuntimeError("daphne did not start")
-            port = server.port.value
-            print(f"daphne on 127.0.0.1:{port}; {os.cpu_count()} CPUs")
-            _race(port, visit_type, practitioners[0], patients[: args.racers], args.slots)
-            _latency(port, visit_type, practitioners, patients, coordinators, args.bookings, args.pause, 0)
-            _latency(port, visit_type, practitioners, patients, coordinators, args.bookings, 0.0, 10)
+            for server in servers:
+                if not server.ready.wait(30):
+                    raise RuntimeError("daphne did not start")
+            ports = [server.port.value for server in servers]
+            print(f"{len(ports)} daphne process(es) on 127.0.0.1:{', '.join(map(str, ports))}; {os.cpu_count()} CPUs")
+            _race(ports, visit_type, practitioners[0], patients[: args.racers], args.slots)
+            _latency(ports, visit_type, practitioners, patients, coordinators, args.bookings, args.pause, 0)
+            _latency(ports, visit_type, practitioners, patients, coordinators, args.bookings, 0.0, 10)
         finally:
-            server.terminate()
-            server.join(10)
+            for server in servers:
+                server.terminate()
+                server.join(10)
     finally:
         connections.close_all()
         teardown_databases(old_config, verbosity=0)
