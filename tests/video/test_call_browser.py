@@ -156,3 +156,26 @@ def test_waiting_admit_call_chat_audio_only_and_end(browser, personas, daphne):
     finally:
         patient.context.close()
         practitioner.context.close()
+
+
+def test_declined_patient_is_told_clearly(browser, personas, daphne):
+    visit = hosted_visit(personas)
+    public_id = visit.appointment.public_id
+    patient = _page(browser, daphne, signed_in_cookie(personas.patient))
+    practitioner = _page(browser, daphne, signed_in_cookie(personas.practitioner))
+    try:
+        patient.goto(f"/visit/{public_id}/waiting/")
+        patient.get_by_text("Esperando a que el profesional lo admita.").wait_for()
+        practitioner.goto(f"/visit/{public_id}/room/")
+        practitioner.get_by_role("button", name="No admitir").click()
+        patient.get_by_role("region", name="Teleconsulta").get_by_text(
+            "El profesional no pudo admitirlo en esta teleconsulta."
+        ).wait_for()
+        assert practitioner.get_by_text("Nadie está esperando.").is_visible()
+        # Turned away means turned away: the page does not knock again by itself.
+        time.sleep(2)
+        assert patient.evaluate(STATS)["welcomes"] == 1
+        assert_accessible(patient, context="declined")
+    finally:
+        patient.context.close()
+        practitioner.context.close()

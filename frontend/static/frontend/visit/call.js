@@ -105,6 +105,9 @@
     state.role = message.role;
     state.iceServers = message.iceServers || [];
     root.setAttribute("data-role", state.role);
+    // The server lists who waits again after every welcome: start the list afresh.
+    state.waiting.clear();
+    renderWaiting();
     show("[data-host-only]", isHost());
     if (message.state === "waiting") {
       state.phase = "waiting";
