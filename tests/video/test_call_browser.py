@@ -146,6 +146,7 @@ def test_waiting_admit_call_chat_audio_only_and_end(browser, personas, daphne):
         patient.locator("[data-call-notice]").get_by_text("La consulta sigue solo con audio.").wait_for()
         patient.locator("[data-peer-media]").get_by_text("(solo audio)").wait_for()
         assert patient.evaluate(STATS)["modality"] == "audio"
+        assert not patient.locator("[data-remotes] video").is_visible()
 
         practitioner.get_by_role("button", name="Terminar la teleconsulta").click()
         patient.get_by_text("La teleconsulta terminó. Gracias.").first.wait_for()

@@ -483,6 +483,8 @@
   function tileState(peer) {
     if (!peer.tile) { return; }
     var media = peer.tile.querySelector("[data-peer-media]");
+    // No picture is coming: hide the last frozen one (the element stays: it plays the sound).
+    peer.tile.toggleAttribute("data-no-video", !!(peer.remoteAudioOnly || peer.remoteNoVideo));
     var connection = peer.pc.connectionState;
     if (connection === "connecting" || connection === "new") { media.textContent = t("peer_connecting"); }
     else if (connection === "disconnected" || connection === "failed") { media.textContent = t("peer_reconnecting"); }
