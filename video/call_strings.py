@@ -10,6 +10,7 @@ CALL_STRINGS = {
     "reconnecting": _("Se perdió la conexión. Reconectando…"),
     "waiting": _("Esperando a que el profesional lo admita."),
     "in_call": _("En la teleconsulta."),
+    "call_heading": _("Teleconsulta"),
     "role_patient": _("Paciente"),
     "role_practitioner": _("Profesional"),
     "role_consulted": _("Especialista consultado"),

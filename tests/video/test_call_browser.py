@@ -142,6 +142,12 @@ def test_waiting_admit_call_chat_audio_only_and_end(browser, personas, daphne):
         patient.get_by_role("button", name="Enviar").click()
         practitioner.locator("[data-chat-log]").get_by_text("Ya volví.").wait_for()
 
+        practitioner.get_by_role("button", name="Silenciar micrófono").click()
+        patient.locator("[data-peer-media]").get_by_text("(micrófono silenciado)").wait_for()
+        practitioner.get_by_role("button", name="Activar micrófono").click()
+        patient.locator("[data-peer-media]").get_by_text("(micrófono silenciado)").wait_for(state="detached")
+        assert patient.get_by_role("heading", name="Teleconsulta", exact=True).is_visible()
+
         practitioner.get_by_role("button", name="Solo audio").click()
         patient.locator("[data-call-notice]").get_by_text("La consulta sigue solo con audio.").wait_for()
         patient.locator("[data-peer-media]").get_by_text("(solo audio)").wait_for()

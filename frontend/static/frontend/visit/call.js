@@ -323,6 +323,9 @@
     show("[data-call-waiting]", false);
     show("[data-call-stage]", true);
     status(t("in_call"));
+    // The patient's page was the waiting room until now: its heading and title say so no longer.
+    var heading = document.querySelector("[data-call-heading]");
+    if (heading) { heading.textContent = t("call_heading"); document.title = t("call_heading"); }
     startMedia().then(function () {
       var present = new Set();
       (peers || []).forEach(function (peer) {
