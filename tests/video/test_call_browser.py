@@ -1,6 +1,7 @@
 """The call client in Debian's Chromium with fake camera and microphone, through a real daphne process: the
 patient waits, the practitioner admits from the room, both decode the other's video and audio, chat arrives,
-the patient's websocket drops and comes back with the call going on, the practitioner switches the visit to
+the patient's websocket drops and comes back with the call going on, a poor link steps the patient down to
+audio only and back up, the practitioner switches the visit to
 audio only and the patient's page shows it, then the visit ends.
 Waiting room and call pages are checked with axe-core."""
 
@@ -20,6 +21,8 @@ import pytest
 from django.conf import settings
 from django.db import connection, connections
 
+from audit.actions import AuditAction
+from audit.models import AuditEvent
 from scheduling.models import Appointment, AppointmentStatus
 from tests.browser_checks import assert_accessible
 from tests.video.signalling_support import signed_in_cookie
@@ -28,6 +31,24 @@ from tests.video.test_call_pages import hosted_visit
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 STATS = "() => window.teleconsultCall.stats()"
+
+# A poor link as getStats reports it: while window.shapedRttSeconds is set, the selected candidate pair says
+# that round-trip time. Browser-side shaping of the figures only; the client's reading and reaction are real.
+SHAPED_STATS = """
+(() => {
+  const original = RTCPeerConnection.prototype.getStats;
+  RTCPeerConnection.prototype.getStats = async function (...args) {
+    const report = await original.apply(this, args);
+    if (window.shapedRttSeconds === undefined) { return report; }
+    const shaped = new Map();
+    report.forEach((entry, id) => {
+      const pair = entry.type === "candidate-pair";
+      shaped.set(id, pair ? { ...entry, currentRoundTripTime: window.shapedRttSeconds } : entry);
+    });
+    return shaped;
+  };
+})();
+"""
 
 
 def _free_port() -> int:
@@ -80,6 +101,7 @@ def daphne(redis_url) -> Iterator[str]:
 
 def _page(browser, base: str, cookie: str):
     context = browser.new_context(locale="es-PE", base_url=base)
+    context.add_init_script(SHAPED_STATS)
     name, value = cookie.split("=", 1)
     context.add_cookies([{"name": name, "value": value, "url": base}])
     page = context.new_page()
@@ -142,6 +164,17 @@ def test_waiting_admit_call_chat_audio_only_and_end(browser, personas, daphne):
         patient.get_by_role("button", name="Enviar").click()
         practitioner.locator("[data-chat-log]").get_by_text("Ya volví.").wait_for()
 
+        # The patient's link turns poor: after a few seconds the patient's page stops sending video and says
+        # so, the practitioner sees it; when the link recovers, video comes back by itself.
+        patient.evaluate("() => { window.shapedRttSeconds = 1.2; }")
+        patient.locator("[data-quality]").get_by_text("Conexión débil").wait_for()
+        patient.locator("[data-call-notice]").get_by_text("La conexión es débil").wait_for()
+        practitioner.locator("[data-peer-media]").get_by_text("(solo audio)").wait_for()
+        patient.evaluate("() => { delete window.shapedRttSeconds; }")
+        patient.locator("[data-call-notice]").get_by_text("El video se reanudó.").wait_for()
+        practitioner.locator("[data-peer-media]").get_by_text("(solo audio)").wait_for(state="detached")
+        assert patient.evaluate(STATS)["modality"] == "video"
+
         practitioner.get_by_role("button", name="Silenciar micrófono").click()
         patient.locator("[data-peer-media]").get_by_text("(micrófono silenciado)").wait_for()
         practitioner.get_by_role("button", name="Activar micrófono").click()
@@ -160,6 +193,9 @@ def test_waiting_admit_call_chat_audio_only_and_end(browser, personas, daphne):
         while Appointment.objects.get(pk=visit.appointment.pk).status != AppointmentStatus.COMPLETED:
             assert time.monotonic() < deadline, "the appointment was not completed"
             time.sleep(0.2)
+        # What the client sent is in the trail: the chat messages and the modality changes (down, up, forced).
+        assert AuditEvent.objects.filter(action=AuditAction.VISIT_CHAT_SENT).count() == 2
+        assert AuditEvent.objects.filter(action=AuditAction.VISIT_MODALITY_CHANGED).count() >= 3
     finally:
         patient.context.close()
         practitioner.context.close()
