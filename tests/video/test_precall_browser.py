@@ -1,6 +1,7 @@
 """The pre-call check in Chromium on a phone-sized screen, against a real daphne process (the echo peer lives
 there): the fake camera plays in the preview, the fake microphone moves the meter, the network test ends with
-a recommendation and its figures, kept for the call page; the page passes axe-core."""
+a recommendation and its figures, kept for the call page; a refusal shows the server's message; the page
+passes axe-core."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import json
 import pytest
 from django.conf import settings
 from django.contrib.sessions.backends.db import SessionStore
+from django.db import connections
 
 from scheduling import joinlinks
 from scheduling.models import ParticipantRole
@@ -25,6 +27,12 @@ PHONE = {"width": 390, "height": 844}
 @pytest.fixture(scope="module")
 def server(django_db_setup, django_db_blocker):
     with django_db_blocker.unblock():
+        # The forked child must build its own connection pool: one inherited from this process has no worker
+        # threads (fork copies none), so once its idle connections are taken, getconn() waits until it times out.
+        for connection in connections.all():
+            connection.close()
+            if getattr(connection, "pool", None) is not None:
+                connection.close_pool()
         yield from daphne_on_test_database()
 
 
@@ -57,6 +65,7 @@ def test_precall_check_on_a_phone(server, browser, personas):
         response = page.goto(f"/visit/{public_id}/check/")
         assert response.status == 200
         assert_accessible(page, context="before the check")
+        assert page.locator("[data-network-result]").is_hidden()
 
         page.get_by_role("button", name="Probar cámara y micrófono").click()
         page.wait_for_function(
@@ -82,5 +91,12 @@ def test_precall_check_on_a_phone(server, browser, personas):
         onward = page.get_by_role("link", name="Volver a los datos de la cita")
         assert onward.get_attribute("href") == f"/visit/{public_id}/"
         assert_accessible(page, context="with the results")
+
+        # The session ends (link replaced, signed out…): the endpoint's refusal is shown in its own words.
+        context.clear_cookies(name=settings.SESSION_COOKIE_NAME)
+        page.get_by_role("button", name="Probar mi conexión").click()
+        status = page.locator("[data-network-status]")
+        status.filter(has_text="Ingrese o abra su enlace de cita").wait_for()
+        assert page.locator("[data-network-result]").is_hidden()
     finally:
         context.close()
