@@ -40,6 +40,7 @@
     this.audio = null;
     this.pc = null;
     this.peak = 0;
+    this.networkTried = false;
     this.bind();
   }
 
@@ -103,7 +104,10 @@
       self.listen(opened.stream);
       self.say(self.deviceStatus, opened.camera ? "devices_ok" : "no_camera");
       self.startDevices.disabled = false;
-      return self.listDevices().then(function () { self.runNetwork(); });
+      return self.listDevices().then(function () {
+        // Once by itself: choosing another camera later must not spend the session's few tests.
+        if (!self.networkTried) { self.networkTried = true; self.runNetwork(); }
+      });
     }).catch(function (error) {
       var name = error && error.name;
       var key = { NotAllowedError: "not_allowed", SecurityError: "not_allowed", NotFoundError: "not_found",
