@@ -10,7 +10,6 @@ import json
 import pytest
 from django.conf import settings
 from django.contrib.sessions.backends.db import SessionStore
-from django.db import connections
 
 from scheduling import joinlinks
 from scheduling.models import ParticipantRole
@@ -28,12 +27,6 @@ PHONE = {"width": 390, "height": 844}
 @pytest.fixture(scope="module")
 def server(django_db_setup, django_db_blocker):
     with django_db_blocker.unblock():
-        # The forked child must build its own connection pool: one inherited from this process has no worker
-        # threads (fork copies none), so once its idle connections are taken, getconn() waits until it times out.
-        for connection in connections.all():
-            connection.close()
-            if getattr(connection, "pool", None) is not None:
-                connection.close_pool()
         yield from daphne_on_test_database()
 
 
