@@ -1,7 +1,7 @@
 from django.urls import path
 
 from frontend import views
-from frontend.patient import visit
+from frontend.patient import precall, visit
 
 app_name = "frontend"
 
@@ -15,4 +15,7 @@ urlpatterns = [
     path("visit/<uuid:public_id>/verify/", visit.verify, name="visit_verify"),
     path("visit/<uuid:public_id>/consents/", visit.consents, name="visit_consents"),
     path("visit/<uuid:public_id>/waiting/", visit.waiting, name="visit_waiting"),
+    # The pre-call check (VID-5): for one visit from its lobby, or for anyone signed in.
+    path("visit/<uuid:public_id>/check/", precall.visit_check, name="visit_check"),
+    path("check/", precall.check, name="check"),
 ]

@@ -34,7 +34,12 @@ def daphne_on_test_database(**overrides: object) -> Iterator[str]:
     previous = {name: getattr(settings, name) for name in overrides}
     for name, value in overrides.items():
         setattr(settings, name, value)
-    connections.close_all()  # the child must not share this process's connection
+    # The child must not share this process's connection, nor its pool: a pool copied by fork has no worker
+    # threads, so once its idle connections are taken, getconn() waits until it times out (a 500 after 10 s).
+    for connection in connections.all():
+        connection.close()
+        if getattr(connection, "pool", None) is not None:
+            connection.close_pool()
     server = DaphneProcess(host="127.0.0.1", get_application=_application, kwargs={"verbosity": 0})
     server.daemon = True
     server.start()
