@@ -16,6 +16,7 @@
   // 1000 comes after our own "leave" (state.finished is set then); from anywhere else it is a drop like any other.
   var FINAL = { 4401: "signed_out", 4403: "not_yours", 4404: "unknown", 4408: "window",
     4409: "replaced", 4410: "ended", 4412: "consent", 4420: "full", 4431: "declined" };
+  var NEGOTIATION = { welcome: 1, admitted: 1, peer_joined: 1, peer_left: 1, offer: 1, answer: 1, ice: 1 };
   var MEDIA = {
     audio: { echoCancellation: true, noiseSuppression: true, autoGainControl: true },
     // Phone-friendly: a small picture at a modest rate leaves room for audio on a weak mobile link.
@@ -41,7 +42,7 @@
     me: null, role: null, phase: "connecting", iceServers: [], peers: new Map(), roles: new Map(),
     local: null, facing: "user", screen: null, muted: false, cameraOff: false,
     modality: "video", forced: false, auto: false, poorRun: 0, goodRun: 0, quality: null,
-    ws: null, attempts: 0, welcomes: 0, finished: false, waiting: new Map(), mediaError: null
+    ws: null, queue: Promise.resolve(), attempts: 0, welcomes: 0, finished: false, waiting: new Map(), mediaError: null
   };
 
   function status(text) { var el = $("[data-call-status]"); if (el) { el.textContent = text; } }
@@ -64,7 +65,11 @@
     ws.onmessage = function (event) {
       var message;
       try { message = JSON.parse(event.data); } catch (e) { return; }
-      handle(message);
+      // Negotiation one message at a time, in order: an offer must not overtake the camera being opened, nor a
+      // candidate the description it belongs to. The rest (chat, the end, a decline) never waits on the camera
+      // prompt.
+      if (!NEGOTIATION[message.type]) { handle(message); return; }
+      state.queue = state.queue.then(function () { return handle(message); }).catch(function () {});
     };
     ws.onclose = function (event) {
       if (state.ws !== ws) { return; }
@@ -115,9 +120,11 @@
       show("[data-call-waiting]", true);
       return;
     }
-    enterCall(message.peers);
     // A reconnect: the connections that survived need new ICE paths (the network may have changed).
-    state.peers.forEach(function (peer) { peer.pc.restartIce(); });
+    var survivors = Array.from(state.peers.values());
+    return enterCall(message.peers).then(function () {
+      survivors.forEach(function (peer) { if (state.peers.get(peer.id) === peer) { peer.pc.restartIce(); } });
+    });
   }
 
   function waitingEvent(message) {
@@ -318,7 +325,7 @@
   // --- the call and its connections ---
 
   function enterCall(peers) {
-    if (state.phase === "finished") { return; }
+    if (state.phase === "finished") { return Promise.resolve(); }
     state.phase = "call";
     show("[data-call-waiting]", false);
     show("[data-call-stage]", true);
@@ -326,7 +333,7 @@
     // The patient's page was the waiting room until now: its heading and title say so no longer.
     var heading = document.querySelector("[data-call-heading]");
     if (heading) { heading.textContent = t("call_heading"); document.title = t("call_heading"); }
-    startMedia().then(function () {
+    return startMedia().then(function () {
       var present = new Set();
       (peers || []).forEach(function (peer) {
         present.add(peer.participant);
@@ -342,8 +349,8 @@
   function peerJoined(message) {
     state.roles.set(message.participant, message.role);
     if (state.waiting.delete(message.participant)) { renderWaiting(); }
-    if (state.phase !== "call") { return; }
-    startMedia().then(function () {
+    if (state.phase !== "call") { return undefined; }
+    return startMedia().then(function () {
       var peer = state.peers.get(message.participant);
       // The other one came back: a websocket reconnect keeps its connection (a new ICE path is enough);
       // a reload does not, and its fresh offer then fails on ours, which is replaced (see description()).
@@ -427,7 +434,7 @@
     peer.ignoreOffer = !peer.polite && collision;
     if (peer.ignoreOffer) { return; }
     // setRemoteDescription rolls back our own pending offer by itself when we are the polite one.
-    pc.setRemoteDescription({ type: message.type, sdp: message.sdp }).then(function () {
+    return pc.setRemoteDescription({ type: message.type, sdp: message.sdp }).then(function () {
       if (message.type !== "offer") { return undefined; }
       return pc.setLocalDescription().then(function () {
         send("answer", { to: peer.id, sdp: pc.localDescription.sdp });
@@ -438,7 +445,7 @@
       if (message.type === "offer" && state.peers.get(peer.id) === peer) {
         dropPeer(peer.id);
         var fresh = connectPeer(peer.id);
-        fresh.pc.setRemoteDescription({ type: "offer", sdp: message.sdp })
+        return fresh.pc.setRemoteDescription({ type: "offer", sdp: message.sdp })
           .then(function () { return fresh.pc.setLocalDescription(); })
           .then(function () { send("answer", { to: peer.id, sdp: fresh.pc.localDescription.sdp }); })
           .catch(function () {});
@@ -454,7 +461,7 @@
     if (message.sdpMLineIndex !== undefined) { init.sdpMLineIndex = message.sdpMLineIndex; }
     if (message.usernameFragment !== undefined) { init.usernameFragment = message.usernameFragment; }
     if (init.sdpMid === undefined && init.sdpMLineIndex === undefined) { init.sdpMLineIndex = 0; }
-    peer.pc.addIceCandidate(init).catch(function () {
+    return peer.pc.addIceCandidate(init).catch(function () {
       // A candidate of an offer we ignored in a collision is expected to fail.
     });
   }
