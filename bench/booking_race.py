@@ -288,7 +288,12 @@ def main() -> None:
     old_config = setup_databases(verbosity=0, interactive=False, aliases={"default"})
     try:
         visit_type, practitioners, patients, coordinators = _build(args.racers, args.clients, args.bookings)
-        connections.close_all()
+        # The servers are forked: each must open its own connections and its own pool (a pool copied by fork has
+        # no worker threads and stalls once its idle connections are taken).
+        for connection in connections.all():
+            connection.close()
+            if getattr(connection, "pool", None) is not None:
+                connection.close_pool()
 
         def application() -> Callable[..., object]:
             from django.core.asgi import get_asgi_application
