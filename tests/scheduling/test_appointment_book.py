@@ -46,7 +46,8 @@ def test_coordinator_books_blocks_both_calendars_and_opens_the_chart_to_the_prac
     relationship = CareRelationship.objects.get(practitioner=personas.practitioner, patient=clinic.patient)
     assert relationship.valid_from <= appointment.start <= appointment.end <= relationship.valid_until
     personas.practitioner.is_verified = lambda: True
-    assert chart_for(personas.practitioner, clinic.patient.pk).via == "care_relationship"
+    # At the time of the visit the practitioner has the patient's chart (the relationship starts 24 h before).
+    assert chart_for(personas.practitioner, clinic.patient.pk, now=appointment.start).via == "care_relationship"
     assert actions(appointment) == ["scheduling.appointment.booked"]
 
 

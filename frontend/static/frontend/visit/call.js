@@ -419,6 +419,31 @@
       }
       tileState(peer);
     };
+    // An offer can be lost (sent while the websocket was reconnecting, or dropped by a page not yet in the
+    // call): a connection still without a remote description after a few seconds asks again.
+    // If that does not help, the connection is started over: the other side takes the new offer on a fresh
+    // connection too (see description()).
+    var ticks = 0;
+    peer.watchdog = window.setInterval(function () {
+      ticks += 1;
+      if (state.peers.get(id) !== peer || pc.connectionState === "closed") {
+        window.clearInterval(peer.watchdog);
+        return;
+      }
+      if (pc.connectionState !== "new") {
+        window.clearInterval(peer.watchdog);
+      } else if (ticks >= 3) {
+        window.clearInterval(peer.watchdog);
+        dropPeer(id);
+        connectPeer(id);
+      } else if (peer.makingOffer) {
+        return;
+      } else if (pc.signalingState === "have-local-offer" && pc.localDescription) {
+        send("offer", { to: id, sdp: pc.localDescription.sdp });
+      } else if (pc.signalingState === "stable" && !pc.remoteDescription) {
+        pc.restartIce();
+      }
+    }, 3000);
     ensureTile(peer);
     return peer;
   }
