@@ -117,6 +117,15 @@ class AuditAction(StrEnum):
     VISIT_MODALITY_CHANGED = "video.visit.modality_changed"
     VISIT_ENDED = "video.visit.ended"
     VISIT_CHAT_SENT = "video.chat.sent"
+    # video: consented recording of a visit (VID-8, CON-4)
+    RECORDING_REQUESTED = "video.recording.requested"
+    RECORDING_AGREED = "video.recording.agreed"
+    RECORDING_REFUSED = "video.recording.refused"
+    RECORDING_STARTED = "video.recording.started"
+    RECORDING_STOPPED = "video.recording.stopped"
+    RECORDING_STORED = "video.recording.stored"
+    RECORDING_FAILED = "video.recording.failed"
+    RECORDING_ACCESSED = "video.recording.accessed"
     # audit: the trail itself
     TRAIL_VIEWED = "audit.trail.viewed"
     TRAIL_EXPORTED = "audit.trail.exported"

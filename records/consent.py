@@ -19,6 +19,7 @@ from audit import services as audit
 from audit.actions import AuditAction, Purpose
 from records.models import ConsentDecision, ConsentDocument, ConsentKind, ConsentMethod, Decision, Patient
 from records.models.consent import RECORDING_KINDS
+from records.signals import consent_revoked
 
 MAX_SIGNATURE_BYTES = 200_000
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -177,6 +178,9 @@ def consent_record(
         object_id=row.pk,
         details={"kind": document.kind, "version": document.version, "method": method.value},
     )
+    if decision == Decision.REVOKE:
+        patient_id, kind = patient.pk, str(document.kind)
+        transaction.on_commit(lambda: consent_revoked.send(sender=ConsentDecision, patient_id=patient_id, kind=kind))
     return row
 
 
@@ -252,3 +256,18 @@ def may_record(
                 allowed = False
                 merged[f"{patient_id}:{kind}"] = state
     return Gate(allowed and bool(patient_ids), merged)
+
+
+def recording_consent_kinds(recording_kind: str) -> tuple[str, ...]:
+    """The consents a visit recording of `recording_kind` needs: a video recording carries the sound too, so it
+    needs both the video and the audio recording consent; an audio-only one the audio consent."""
+    if recording_kind == "video":
+        return (ConsentKind.RECORDING_VIDEO, ConsentKind.RECORDING_AUDIO)
+    if recording_kind == "audio":
+        return (ConsentKind.RECORDING_AUDIO,)
+    raise ValueError(recording_kind)
+
+
+def may_record_visit(patient_id: int, recording_kind: str, *, at: dt.datetime | None = None) -> Gate:
+    """CON-4 for recording a visit of this patient (the staff in the call agree separately, in the call)."""
+    return may_record([patient_id], recording_consent_kinds(recording_kind), at=at)

@@ -270,6 +270,15 @@ else:
     STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage", "OPTIONS": {"location": VAR_DIR / "media"}},
+    # Encrypted visit recordings (VID-8): never served as media, only through the gated download view.
+    "recordings": {
+        "BACKEND": "django.core.files.storage.FileSystemStorage",
+        "OPTIONS": {
+            "location": Path(env_str("RECORDINGS_DIR", str(VAR_DIR / "recordings"))).resolve(),
+            "file_permissions_mode": 0o600,
+            "directory_permissions_mode": 0o700,
+        },
+    },
     "staticfiles": {
         "BACKEND": (
             "whitenoise.storage.CompressedManifestStaticFilesStorage"
@@ -449,6 +458,12 @@ TURN_CREDENTIAL_TTL = env_int("TURN_CREDENTIAL_TTL", 3600, minimum=60, maximum=8
 # The server-side peer of the pre-call check: how many may run at once in a process, and how long each lives.
 # A visit everybody left ends (its encounter finished with the real times) after this many seconds.
 VIDEO_EMPTY_VISIT_TIMEOUT_SECONDS = env_int("VIDEO_EMPTY_VISIT_TIMEOUT_SECONDS", 120, minimum=10)
+# Recordings of visits (VID-8): where the encrypted files are kept, and where the recorder writes the plaintext
+# while recording (deleted once encrypted; keep it on a private, local disk of the daphne host).
+RECORDINGS_DIR = Path(env_str("RECORDINGS_DIR", str(VAR_DIR / "recordings"))).resolve()
+RECORDINGS_TMP_DIR = Path(env_str("RECORDINGS_TMP_DIR", str(VAR_DIR / "recordings-tmp"))).resolve()
+# How long the recorder waits for every recorded participant's connection before it writes without the missing.
+RECORDING_GATHER_SECONDS = env_int("RECORDING_GATHER_SECONDS", 15, minimum=2, maximum=120)
 NETWORK_TEST_MAX_PEERS = env_int("NETWORK_TEST_MAX_PEERS", 8, minimum=1, maximum=200)
 NETWORK_TEST_SECONDS = env_int("NETWORK_TEST_SECONDS", 30, minimum=5, maximum=300)
 # Whether that peer also offers a relay candidate from the configured TURN server: needed when browsers cannot

@@ -5,9 +5,12 @@ class VideoConfig(AppConfig):
     name = "video"
 
     def ready(self) -> None:
+        from records.signals import consent_revoked
         from scheduling.signals import periodic_upkeep
 
         periodic_upkeep.connect(_finish_abandoned_visits, dispatch_uid="video.finish_abandoned_visits")
+        periodic_upkeep.connect(_fail_lost_recordings, dispatch_uid="video.fail_lost_recordings")
+        consent_revoked.connect(_stop_recordings_on_revocation, dispatch_uid="video.stop_recordings_on_revocation")
 
 
 def _finish_abandoned_visits(**_: object) -> None:
@@ -15,3 +18,26 @@ def _finish_abandoned_visits(**_: object) -> None:
     from video.services import visits_finish_abandoned
 
     visits_finish_abandoned()
+
+
+def _fail_lost_recordings(**_: object) -> None:
+    """Recordings whose recorder's process died before it stored them."""
+    from video.recording import recordings_fail_lost
+
+    recordings_fail_lost()
+
+
+def _stop_recordings_on_revocation(*, patient_id: int, kind: str, **_: object) -> None:
+    """A revoked recording consent stops the recordings it covered (CON-4), wherever their recorder runs."""
+    from asgiref.sync import async_to_sync
+    from channels.layers import get_channel_layer
+
+    from video.recording import recordings_stop_for_revoked_consent
+
+    pushes = recordings_stop_for_revoked_consent(patient_id=patient_id, kind=kind)
+    layer = get_channel_layer()
+    for push in pushes:
+        if push.channel:
+            async_to_sync(layer.send)(push.channel, push.message)
+        else:
+            async_to_sync(layer.group_send)(push.group, push.message)

@@ -19,7 +19,17 @@ from django.core.exceptions import ValidationError
 
 from scheduling.models import AppointmentParticipant, ParticipantRole
 from video import services
-from video.protocol import CLOSE_REASONS, CloseCode, ProtocolError, TokenBucket, cost_of, encode, parse
+from video.protocol import (
+    CLOSE_REASONS,
+    RECORDING_TYPES,
+    CloseCode,
+    ProtocolError,
+    TokenBucket,
+    cost_of,
+    encode,
+    parse,
+)
+from video.recording_consumer import RecordingMixin
 from video.services import ActionError, Push, Refused
 
 try:  # the ICE servers (with short-lived TURN credentials) when the TURN module is there
@@ -51,7 +61,7 @@ def _admit_and_join(
     return joined, participant, signed_in, _ice_servers(participant)
 
 
-class VisitConsumer(AsyncWebsocketConsumer):
+class VisitConsumer(RecordingMixin, AsyncWebsocketConsumer):
     joined: services.Joined | None = None
     group: str | None = None
 
@@ -92,6 +102,7 @@ class VisitConsumer(AsyncWebsocketConsumer):
             for peer in joined.waiting:
                 await self._send_frame("waiting", participant=peer["participant"], role=peer["role"])
         await self._push(joined.pushes)
+        await self._recording_on_connect()
 
     @staticmethod
     def _public(peer: dict[str, Any]) -> dict[str, Any]:
@@ -128,6 +139,7 @@ class VisitConsumer(AsyncWebsocketConsumer):
         if joined is None:
             return
         self.joined = None
+        await self._recording_owner_left(joined)
         left = await database_sync_to_async(services.visit_leave)(
             visit_id=joined.visit_id,
             participant_id=joined.participant_id,
@@ -209,6 +221,8 @@ class VisitConsumer(AsyncWebsocketConsumer):
                 await self._relay(message)
             else:
                 await self.channel_layer.group_send(self.group, {"type": "room.event", "event": event})
+        elif kind in RECORDING_TYPES:
+            await self._recording_message(message)
         elif kind == "end":
             if self.user is None:
                 raise ActionError("forbidden")
@@ -301,7 +315,10 @@ def _finish_later(layer: Any, visit_id: int) -> None:
         try:
             pushes = await database_sync_to_async(services.visit_finish_if_abandoned)(visit_id=visit_id)
             for push in pushes:
-                await layer.group_send(push.group, push.message)
+                if push.channel:
+                    await layer.send(push.channel, push.message)
+                else:
+                    await layer.group_send(push.group, push.message)
         except Exception:  # a sweep elsewhere may have ended it; never let a timer crash the process
             logger.exception("finishing an abandoned visit failed")
 

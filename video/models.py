@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import uuid
+
+from django.conf import settings
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
@@ -95,3 +98,76 @@ class ChatMessage(models.Model):
 
     def __str__(self) -> str:
         return f"chat message {self.pk}"
+
+
+class RecordingKind(models.TextChoices):
+    VIDEO = "video", "video"  # video and audio
+    AUDIO = "audio", "audio only"
+
+
+class RecordingStatus(models.TextChoices):
+    REQUESTED = "requested", "requested"  # waiting for the other staff in the call to agree
+    REFUSED = "refused", "refused"  # a participant refused: it never started
+    CANCELLED = "cancelled", "cancelled"  # withdrawn before it started (the host, a joiner without consent, the end)
+    RECORDING = "recording", "recording"
+    STOPPED = "stopped", "stopped"  # stopped, being finalised (encrypted and stored)
+    STORED = "stored", "stored"  # the encrypted file is kept and attached to the encounter
+    FAILED = "failed", "failed"  # nothing usable was written (no media arrived, or the recorder was lost)
+
+
+# A visit has at most one recording in these states at a time.
+LIVE_RECORDING_STATES = (RecordingStatus.REQUESTED, RecordingStatus.RECORDING)
+
+
+class Recording(models.Model):
+    """A consented recording of a visit (VID-8), attached to its encounter. Rows are never deleted (a database
+    trigger refuses it): a request that was refused or cancelled stays as evidence of what was asked."""
+
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    visit = models.ForeignKey(VisitSession, on_delete=models.PROTECT, related_name="recordings")
+    encounter = models.ForeignKey(Encounter, on_delete=models.PROTECT, related_name="+")
+    kind = models.CharField(max_length=8, choices=RecordingKind.choices)
+    status = models.CharField(max_length=12, choices=RecordingStatus.choices, default=RecordingStatus.REQUESTED)
+    requested_by = models.ForeignKey(AppointmentParticipant, on_delete=models.PROTECT, related_name="+")
+    started_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    requested_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    stopped_at = models.DateTimeField(null=True, blank=True)
+    stored_at = models.DateTimeField(null=True, blank=True)
+    # host, consent_revoked, participant_without_consent, host_left, visit_ended (stopped or cancelled),
+    # refused, no_media, recorder_lost.
+    stop_reason = models.CharField(max_length=40, blank=True)
+    # Participant ids: staff whose agreement is needed, who agreed, and whose media went into the file.
+    awaiting = models.JSONField(default=list)
+    agreed = models.JSONField(default=list)
+    participants = models.JSONField(default=list)
+    # The recorder's channel (in the daphne process of the host who started it) while recording.
+    recorder_channel = models.CharField(max_length=200, blank=True)
+    # The encrypted file (teleconsult/filecrypto.py) in the "recordings" storage, its size and SHA-256, and its
+    # file key, itself encrypted by the keyring's active data key (so key rotation covers it).
+    file_name = models.CharField(max_length=200, blank=True)
+    container = models.CharField(max_length=16, default="matroska")
+    size = models.BigIntegerField(null=True, blank=True)
+    sha256 = models.CharField(max_length=64, blank=True)
+    file_key = EncryptedTextField(purpose="video.recording.file_key", null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["visit"],
+                condition=Q(status__in=["requested", "recording"]),
+                name="video_recording_one_live_per_visit",
+            ),
+            models.CheckConstraint(
+                condition=~Q(status="stored") | (Q(size__isnull=False) & ~Q(sha256="") & Q(file_key__isnull=False)),
+                name="video_recording_stored_has_file",
+            ),
+            models.CheckConstraint(
+                condition=Q(status__in=["requested", "refused", "cancelled"]) | Q(started_at__isnull=False),
+                name="video_recording_started_at",
+            ),
+        ]
+        indexes = [models.Index(fields=["encounter", "requested_at"], name="video_recording_encounter")]
+
+    def __str__(self) -> str:
+        return f"recording {self.public_id} ({self.status})"

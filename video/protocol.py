@@ -8,6 +8,7 @@ nothing a client invents reaches another participant or the database.
 from __future__ import annotations
 
 import json
+import re
 import time
 from dataclasses import dataclass
 from enum import IntEnum
@@ -29,6 +30,7 @@ MAX_PARTICIPANTS = 4
 RATE_PER_SECOND = 50.0
 RATE_BURST = 100.0
 CANDIDATE_COST = 0.2
+RECORDING_REQUEST_COST = 20.0
 
 
 class CloseCode(IntEnum):
@@ -108,9 +110,19 @@ _SCHEMA: dict[str, dict[str, tuple[str, bool, int]]] = {
         "to": ("id", False, 0),
     },
     "end": {},
+    # Recording (VID-8, docs/recording.md): a host asks or stops; the other staff in the call agree or refuse;
+    # each participant's page offers one send-only connection to the recorder (its SDP with every candidate).
+    "recording_start": {"kind": ("recording_kind", True, 0)},
+    "recording_agree": {"recording": ("uuid", True, 0)},
+    "recording_refuse": {"recording": ("uuid", True, 0)},
+    "recording_stop": {},
+    "recording_offer": {"recording": ("uuid", True, 0), "sdp": ("str", True, MAX_SDP)},
 }
+RECORDING_TYPES = frozenset(name for name in _SCHEMA if name.startswith("recording_"))
 CLIENT_TYPES = frozenset(_SCHEMA)
 MODALITIES = ("video", "audio", "chat")
+RECORDING_KINDS = ("video", "audio")
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 # Limits for numeric fields: absurd values are refused rather than stored or shown.
 _NUMBER_MAX = 1e7
 
@@ -128,6 +140,10 @@ def _check(kind: str, value: Any, limit: int) -> bool:
         return type(value) in (int, float) and 0 <= value <= _NUMBER_MAX
     if kind == "modality":
         return value in MODALITIES
+    if kind == "recording_kind":
+        return value in RECORDING_KINDS
+    if kind == "uuid":
+        return isinstance(value, str) and _UUID.fullmatch(value) is not None
     raise AssertionError(kind)
 
 
@@ -163,9 +179,9 @@ def parse(text: str | None) -> dict[str, Any]:
     return message
 
 
-def encode(kind: str, **fields: Any) -> str:
-    """A server → client frame."""
-    return json.dumps({"v": VERSION, "type": kind, **fields}, separators=(",", ":"))
+def encode(message_type: str, /, **fields: Any) -> str:
+    """A server → client frame (positional-only type: recording frames have a field named `kind`)."""
+    return json.dumps({"v": VERSION, "type": message_type, **fields}, separators=(",", ":"))
 
 
 @dataclass
@@ -189,4 +205,9 @@ class TokenBucket:
 
 
 def cost_of(message: dict[str, Any]) -> float:
-    return CANDIDATE_COST if message["type"] == "ice" else 1.0
+    kind = message["type"]
+    if kind == "ice":
+        return CANDIDATE_COST
+    # A recording request writes rows and audit events and asks everyone in the call: it costs more, so a
+    # host's page cannot flood the others with prompts.
+    return RECORDING_REQUEST_COST if kind == "recording_start" else 1.0

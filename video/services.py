@@ -496,6 +496,9 @@ def visit_leave(*, visit_id: int, participant_id: int, connection: int, user: Us
 
 
 def _finish(visit: VisitSession, *, by: User | None, ended_at: dt.datetime, reason: str) -> list[Push]:
+    from video.recording import recordings_stop_for_ended_visit  # the recording module builds on this one
+
+    recording_pushes = recordings_stop_for_ended_visit(visit)
     if visit.encounter is not None:
         encounter_finish(encounter=visit.encounter, by=by, ended_at=max(ended_at, visit.encounter.started_at))
     if visit.appointment.status in (AppointmentStatus.IN_PROGRESS, AppointmentStatus.BOOKED):
@@ -505,7 +508,7 @@ def _finish(visit: VisitSession, *, by: User | None, ended_at: dt.datetime, reas
     visit.save(update_fields=["status", "ended_at"])
     visit.presences.exclude(state=PresenceState.LEFT).update(state=PresenceState.LEFT, channel_name="")
     _audit(AuditAction.VISIT_ENDED, visit.appointment, by, system=by is None, reason=reason)
-    return [Push({"type": "room.ended", "reason": reason}, group=visit_group(visit.pk))]
+    return [*recording_pushes, Push({"type": "room.ended", "reason": reason}, group=visit_group(visit.pk))]
 
 
 @transaction.atomic

@@ -1,0 +1,372 @@
+"""Recording a visit (VID-8, CON-4) with real aiortc participants through two real daphne processes sharing Redis:
+the practitioner (and so the recorder) on one, the patient and a consulted specialist on the other. The patient's
+stored consent and the specialist's agreement gate it, everybody sees it start and stop, the recorder receives
+everybody's media, and what is stored is ciphertext that decrypts to a file PyAV decodes."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import aiohttp
+import av
+import pytest
+from django.db import connection, connections
+
+from audit.actions import AuditAction, Outcome
+from audit.models import AuditEvent
+from records.models import ConsentKind, Decision, Encounter
+from teleconsult import crypto
+from tests.teleconsult.support import run_in_own_loop
+from tests.video.recording_support import RecorderClient, ciphertext, decide_recording, decode, plaintext
+from tests.video.signalling_support import add_participants, make_visit, signed_in_cookie
+from tests.video.test_two_daphne import _free_port, _wait_for_port
+from video.models import Recording, RecordingStatus
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.redis]
+
+MATROSKA_MAGIC = bytes.fromhex("1a45dfa3")
+
+
+@pytest.fixture
+def recordings_dirs(tmp_path, settings) -> dict[str, str]:
+    """The recordings storage and the recorder's scratch space, in this test's own directory (shared with the
+    daphne processes, which write there)."""
+    stored, scratch = tmp_path / "recordings", tmp_path / "scratch"
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "recordings": {"BACKEND": "django.core.files.storage.FileSystemStorage", "OPTIONS": {"location": stored}},
+    }
+    settings.RECORDINGS_TMP_DIR = scratch
+    return {"RECORDINGS_DIR": str(stored), "RECORDINGS_TMP_DIR": str(scratch)}
+
+
+@pytest.fixture
+def daphnes(redis_url, settings, recordings_dirs) -> Iterator[tuple[int, int]]:
+    if settings.CHANNEL_LAYERS["default"]["BACKEND"] != "teleconsult.channel_layer.PooledRedisChannelLayer":
+        pytest.fail("REDIS_URL must configure the Redis channel layer for this test")
+    db = connection.settings_dict
+    credentials = db["USER"] + (f":{db['PASSWORD']}" if db["PASSWORD"] else "")
+    env = (
+        os.environ
+        | recordings_dirs
+        | {
+            "DATABASE_URL": f"postgres://{credentials}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}",
+            "REDIS_URL": redis_url,
+            "SECRET_KEY": settings.SECRET_KEY,
+            "TELECONSULT_KEK": base64.b64encode(settings.TELECONSULT_KEK).decode(),
+            "TELECONSULT_AUDIT_KEY": base64.b64encode(settings.TELECONSULT_AUDIT_KEY).decode(),
+            "TELECONSULT_INDEX_KEY": base64.b64encode(settings.TELECONSULT_INDEX_KEY).decode(),
+            "ACCESS_LOG_LEVEL": "WARNING",
+        }
+    )
+    ports = [_free_port(), _free_port()]
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "teleconsult.asgi:application"],
+            cwd=settings.BASE_DIR,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        for port in ports
+    ]
+    try:
+        for port, process in zip(ports, processes, strict=True):
+            _wait_for_port(port, process)
+        yield ports[0], ports[1]
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+            process.wait(20)
+        connections.close_all()
+
+
+class Participant:
+    """A participant's websocket: every frame kept in order, so a test can wait for one without losing others."""
+
+    def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        self.ws = ws
+        self.frames: list[dict[str, Any]] = []
+        self.seen = 0
+        self.closed: int | None = None
+        self.arrived = asyncio.Event()
+        self.reader = asyncio.get_running_loop().create_task(self._read())
+        self.id = 0
+        self.recorder: RecorderClient | None = None
+
+    async def _read(self) -> None:
+        async for message in self.ws:
+            if message.type == aiohttp.WSMsgType.TEXT:
+                self.frames.append(json.loads(message.data))
+                self.arrived.set()
+        self.closed = self.ws.close_code
+        self.arrived.set()
+
+    async def next(self, kind: str, timeout: float = 30) -> dict[str, Any]:
+        """The next frame of `kind` after the last one taken (frames of other kinds stay readable)."""
+
+        async def find() -> dict[str, Any]:
+            while True:
+                for index in range(self.seen, len(self.frames)):
+                    if self.frames[index]["type"] == kind:
+                        self.seen = index + 1
+                        return self.frames[index]
+                if self.closed is not None:
+                    raise AssertionError(f"closed {self.closed} before {kind}: {self.frames[self.seen :]}")
+                self.arrived.clear()
+                await self.arrived.wait()
+
+        try:
+            return await asyncio.wait_for(find(), timeout)
+        except TimeoutError:
+            raise AssertionError(f"no {kind} in {timeout} s; after the last taken: {self.frames[self.seen :]}") from None
+
+    async def close_code(self, timeout: float = 30) -> int | None:
+        await asyncio.wait_for(self.reader, timeout)
+        return self.closed
+
+    async def send(self, message_type: str, **fields: Any) -> None:
+        await self.ws.send_str(json.dumps({"v": 1, "type": message_type, **fields}))
+
+    async def connect_recorder(self, recording: str) -> None:
+        """What a page does on `recording_started`: one send-only connection to the recorder."""
+        self.recorder = RecorderClient()
+        await self.send("recording_offer", recording=recording, sdp=await self.recorder.offer())
+        answer = await self.next("recording_answer")
+        assert answer["recording"] == recording
+        await self.recorder.accept(answer["sdp"])
+
+
+async def _join(http: aiohttp.ClientSession, port: int, path: str, cookie: str) -> Participant:
+    ws = await http.ws_connect(
+        f"ws://127.0.0.1:{port}{path}", headers={"Cookie": cookie, "Origin": f"http://127.0.0.1:{port}"}
+    )
+    participant = Participant(ws)
+    participant.id = (await participant.next("welcome"))["participant"]
+    return participant
+
+
+async def _in_call(http, ports, path, cookies) -> tuple[Participant, Participant]:
+    doctor = await _join(http, ports[0], path, cookies["practitioner"])
+    patient = await _join(http, ports[1], path, cookies["patient"])
+    await doctor.next("waiting")
+    await doctor.send("admit", participant=patient.id)
+    await patient.next("admitted")
+    return doctor, patient
+
+
+def _stored(recording_id: str, timeout: float = 90) -> Recording:
+    deadline = time.monotonic() + timeout
+    while True:
+        recording = Recording.objects.get(public_id=recording_id)
+        if recording.status in (RecordingStatus.STORED, RecordingStatus.FAILED):
+            return recording
+        assert time.monotonic() < deadline, f"recording not stored: {recording.status}"
+        time.sleep(0.3)
+
+
+def _trail(action: AuditAction, **details: Any) -> list[AuditEvent]:
+    return list(AuditEvent.objects.filter(action=action, **{f"details__{k}": v for k, v in details.items()}))
+
+
+def test_consented_recording_across_two_processes(personas, daphnes):
+    visit = make_visit(personas)
+    extra = add_participants(visit, personas)
+    cookies = {
+        "practitioner": signed_in_cookie(personas.practitioner),
+        "patient": signed_in_cookie(personas.patient),
+        "consulted": extra["consulted"],
+    }
+    connections.close_all()
+    path = visit.path
+    ids: dict[str, Any] = {}
+
+    async def scenario() -> None:
+        async with aiohttp.ClientSession() as http:
+            doctor, patient = await _in_call(http, daphnes, path, cookies)
+            specialist = await _join(http, daphnes[1], path, cookies["consulted"])
+            await doctor.next("peer_joined")
+            everyone = (doctor, patient, specialist)
+
+            # A patient cannot start a recording.
+            await patient.send("recording_start", kind="video")
+            assert (await patient.next("error")) == {
+                "v": 1,
+                "type": "error",
+                "code": "forbidden",
+                "about": "recording_start",
+            }
+
+            # Without the patient's stored consent the host's request is refused at once.
+            await doctor.send("recording_start", kind="video")
+            error = await doctor.next("error")
+            assert error["code"] == "no_recording_consent" and error["about"] == "recording_start"
+            await asyncio.to_thread(decide_recording, personas, visit.patient)
+
+            # With it, the specialist in the call is asked, and refuses: it never starts.
+            await doctor.send("recording_start", kind="video")
+            for someone in everyone:
+                asked = await someone.next("recording_requested")
+                assert asked["kind"] == "video" and asked["by"] == doctor.id and asked["awaiting"] == [specialist.id]
+            await specialist.send("recording_refuse", recording=asked["recording"])
+            for someone in everyone:
+                refused = await someone.next("recording_refused")
+                assert refused == {
+                    "v": 1,
+                    "type": "recording_refused",
+                    "recording": asked["recording"],
+                    "by": specialist.id,
+                }
+            ids["refused"] = asked["recording"]
+
+            # Asked again, the specialist agrees: it starts, and everybody is told who is recorded.
+            await doctor.send("recording_start", kind="video")
+            asked = await specialist.next("recording_requested")
+            await specialist.send("recording_agree", recording=asked["recording"])
+            for someone in everyone:
+                started = await someone.next("recording_started")
+                assert started["recording"] == asked["recording"] and started["kind"] == "video"
+                assert sorted(started["participants"]) == sorted(p.id for p in everyone)
+            ids["recording"] = asked["recording"]
+            ids["participants"] = sorted(p.id for p in everyone)
+
+            # Each page connects to the recorder (on the practitioner's process, whatever process it is on).
+            await asyncio.gather(*(someone.connect_recorder(asked["recording"]) for someone in everyone))
+            # A second connection once the file is being written is not recorded.
+            await doctor.send("recording_offer", recording=asked["recording"], sdp=await RecorderClient().offer())
+            assert (await doctor.next("error"))["code"] == "recording_late"
+            for someone in everyone:
+                await someone.recorder.until_sent("video", 150)
+                await someone.recorder.until_sent("audio", 150)
+
+            await doctor.send("recording_stop")
+            for someone in everyone:
+                stopped = await someone.next("recording_stopped")
+                assert stopped["recording"] == asked["recording"] and stopped["reason"] == "host"
+            # An offer for a recording that is over is refused, and the connection stays.
+            await patient.send("recording_offer", recording=asked["recording"], sdp="v=0\r\n")
+            assert (await patient.next("error"))["code"] == "no_recording"
+            for someone in everyone:
+                await someone.recorder.close()
+            await doctor.send("end")
+            for someone in everyone:
+                assert await someone.close_code() == 4410
+
+    run_in_own_loop(lambda: asyncio.wait_for(scenario(), 240))
+
+    refused = Recording.objects.get(public_id=ids["refused"])
+    assert refused.status == RecordingStatus.REFUSED and refused.stop_reason == "refused"
+    assert Recording.objects.filter(status=RecordingStatus.REFUSED, stop_reason="no_recording_consent").count() == 1
+
+    recording = _stored(ids["recording"])
+    assert recording.status == RecordingStatus.STORED, recording.stop_reason
+    encounter = Encounter.objects.get(appointment_ref=str(visit.appointment.public_id))
+    assert recording.encounter_id == encounter.pk and recording.visit.appointment_id == visit.appointment.pk
+    assert recording.kind == "video" and recording.stop_reason == "host"
+    assert recording.started_by_id == personas.practitioner.pk
+    assert recording.started_at <= recording.stopped_at <= recording.stored_at
+    assert sorted(recording.participants) == ids["participants"]
+
+    # At rest: ciphertext only — no container magic, not decodable — whose size and SHA-256 the row holds.
+    sealed = ciphertext(recording)
+    assert len(sealed) == recording.size and hashlib.sha256(sealed).hexdigest() == recording.sha256
+    assert MATROSKA_MAGIC not in sealed[:64] and sealed[:4] == b"TCF1"
+    with pytest.raises(av.FFmpegError):
+        decode(sealed)
+    # The file key is kept encrypted by the keyring's data key (key rotation re-encrypts it with the others).
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT file_key FROM video_recording WHERE id = %s", [recording.pk])
+        raw = bytes(cursor.fetchone()[0])
+    assert crypto.key_id_of(raw) == crypto.keyring().active_key_id()
+    assert base64.b64decode(recording.file_key) not in raw
+
+    # Decrypted: a Matroska file with the three participants' pictures and sound, decoded frame by frame.
+    media = plaintext(recording)
+    assert media[:4] == MATROSKA_MAGIC
+    decoded = decode(media)
+    assert decoded.video_streams == 3 and decoded.audio_streams == 3, decoded
+    assert decoded.video_frames > 30 and decoded.audio_frames > 30, decoded
+    # Nothing in plaintext is left behind.
+    scratch = recording_scratch()
+    assert not [name for name in os.listdir(scratch) if name.startswith("rec-")]
+
+    # The trail: asked three times, refused twice (the consent, the specialist), agreed, started, stopped, stored.
+    assert len(_trail(AuditAction.RECORDING_REQUESTED)) == 3
+    denied = _trail(AuditAction.RECORDING_REFUSED, reason="no_recording_consent")
+    assert len(denied) == 1 and denied[0].outcome == Outcome.DENIED
+    assert sorted(denied[0].details["missing"]) == ["recording_audio", "recording_video"]
+    assert len(_trail(AuditAction.RECORDING_REFUSED, reason="refused", recording=ids["refused"])) == 1
+    assert len(_trail(AuditAction.RECORDING_AGREED, recording=ids["recording"])) == 1
+    started = _trail(AuditAction.RECORDING_STARTED, recording=ids["recording"])
+    assert len(started) == 1 and started[0].actor_user_id == personas.practitioner.pk
+    assert len(_trail(AuditAction.RECORDING_STOPPED, recording=ids["recording"], reason="host")) == 1
+    assert len(_trail(AuditAction.RECORDING_STORED, recording=ids["recording"], sha256=recording.sha256)) == 1
+
+
+def recording_scratch() -> str:
+    from django.conf import settings
+
+    return str(settings.RECORDINGS_TMP_DIR)
+
+
+def test_revoking_the_consent_stops_the_recording_and_keeps_what_was_recorded(personas, daphnes):
+    visit = make_visit(personas)
+    decide_recording(personas, visit.patient, (ConsentKind.RECORDING_AUDIO,))
+    cookies = {"practitioner": signed_in_cookie(personas.practitioner), "patient": signed_in_cookie(personas.patient)}
+    connections.close_all()
+    ids: dict[str, Any] = {}
+
+    async def scenario() -> None:
+        async with aiohttp.ClientSession() as http:
+            doctor, patient = await _in_call(http, daphnes, visit.path, cookies)
+            # Consent to audio only: a video recording is refused, an audio one starts at once (no other staff).
+            await doctor.send("recording_start", kind="video")
+            assert (await doctor.next("error"))["code"] == "no_recording_consent"
+            await doctor.send("recording_start", kind="audio")
+            started = await patient.next("recording_started")
+            assert started["kind"] == "audio" and (await doctor.next("recording_started")) == started
+            ids["recording"] = started["recording"]
+            await asyncio.gather(
+                doctor.connect_recorder(started["recording"]), patient.connect_recorder(started["recording"])
+            )
+            for someone in (doctor, patient):
+                await someone.recorder.until_sent("audio", 150)
+
+            # The patient revokes the audio recording consent (on the consent page, i.e. another process).
+            await asyncio.to_thread(
+                decide_recording, personas, visit.patient, (ConsentKind.RECORDING_AUDIO,), decision=Decision.REVOKE
+            )
+            for someone in (doctor, patient):
+                stopped = await someone.next("recording_stopped")
+                assert stopped == {
+                    "v": 1,
+                    "type": "recording_stopped",
+                    "recording": started["recording"],
+                    "reason": "consent_revoked",
+                }
+            # And it cannot start again.
+            await doctor.send("recording_start", kind="audio")
+            assert (await doctor.next("error"))["code"] == "no_recording_consent"
+            for someone in (doctor, patient):
+                await someone.recorder.close()
+            await doctor.send("end")
+            await doctor.close_code()
+
+    run_in_own_loop(lambda: asyncio.wait_for(scenario(), 180))
+    recording = _stored(ids["recording"])
+    assert recording.status == RecordingStatus.STORED and recording.stop_reason == "consent_revoked"
+    decoded = decode(plaintext(recording))
+    assert decoded.video_streams == 0 and decoded.audio_streams == 2 and decoded.audio_frames > 30, decoded
+    assert len(_trail(AuditAction.RECORDING_STOPPED, recording=ids["recording"], reason="consent_revoked")) == 1

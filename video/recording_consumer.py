@@ -1,0 +1,129 @@
+"""The recording part of the visit's websocket consumer (VID-8): the `recording_*` messages, starting the recorder
+in this process for the host who asked, forwarding participants' offers to it, and stopping it when that host
+leaves. Thin like the rest: parse (video.protocol) → gate and write (video.recording) → push."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from channels.db import database_sync_to_async
+
+from video import recording as recordings
+from video.recorder import Recorder
+from video.services import ActionError
+
+
+class RecordingMixin:
+    """Mixed into VisitConsumer; uses its `joined`, `user`, `channel_layer`, `_push` and `_send_event`."""
+
+    joined: Any
+    user: Any
+    channel_layer: Any
+    channel_name: str
+
+    async def _push(self, pushes: list[Any]) -> None:  # pragma: no cover - VisitConsumer's
+        raise NotImplementedError
+
+    async def _send_event(self, event: dict[str, Any]) -> None:  # pragma: no cover - VisitConsumer's
+        raise NotImplementedError
+
+    async def _recording_on_connect(self) -> None:
+        """A participant connected: a recording they did not consent to stops; one they did is shown to them."""
+        joined = self.joined
+        pushes = await database_sync_to_async(recordings.recording_check_joiner)(
+            visit_id=joined.visit_id, participant_id=joined.participant_id
+        )
+        await self._push(pushes)
+        if joined.state == "connected" and not pushes:
+            event = await database_sync_to_async(recordings.live_recording_event)(visit_id=joined.visit_id)
+            if event is not None:
+                await self._send_event(event)
+
+    async def _recording_message(self, message: dict[str, Any]) -> None:
+        joined = self.joined
+        kind = message["type"]
+        if kind == "recording_start":
+            requested = await database_sync_to_async(recordings.recording_request)(
+                visit_id=joined.visit_id, participant_id=joined.participant_id, user=self.user, kind=message["kind"]
+            )
+            if requested.error:
+                raise ActionError(requested.error)
+            await self._push(requested.pushes)
+            if requested.start_now:
+                await self._recorder_start(str(requested.recording.public_id), requested.recording.kind)
+        elif kind in ("recording_agree", "recording_refuse"):
+            pushes = await database_sync_to_async(recordings.recording_answer)(
+                visit_id=joined.visit_id,
+                participant_id=joined.participant_id,
+                user=self.user,
+                recording_id=message["recording"],
+                agree=kind == "recording_agree",
+            )
+            await self._push(pushes)
+        elif kind == "recording_stop":
+            pushes = await database_sync_to_async(recordings.recording_stop)(
+                visit_id=joined.visit_id, participant_id=joined.participant_id, user=self.user
+            )
+            await self._push(pushes)
+        elif kind == "recording_offer":
+            channel = await database_sync_to_async(recordings.recorder_target)(
+                visit_id=joined.visit_id, recording_id=message["recording"]
+            )
+            if channel is None:
+                raise ActionError("no_recording")
+            # The participant id is ours, not the page's: the recorder trusts it because only consumers know
+            # its channel (from the row of a recording of their own visit).
+            await self.channel_layer.send(
+                channel,
+                {
+                    "type": "recorder.offer",
+                    "participant": joined.participant_id,
+                    "reply": self.channel_name,
+                    "sdp": message["sdp"],
+                },
+            )
+
+    async def _recorder_start(self, recording_id: str, kind: str) -> None:
+        joined = self.joined
+        recorder = Recorder(recording_id=recording_id, kind=kind, layer=self.channel_layer)
+        channel = await recorder.open()
+        try:
+            pushes, participants = await database_sync_to_async(recordings.recording_begin)(
+                visit_id=joined.visit_id,
+                participant_id=joined.participant_id,
+                recording_id=recording_id,
+                recorder_channel=channel,
+            )
+        except BaseException:
+            await recorder.discard()
+            raise
+        if participants is None:
+            await recorder.discard()
+        else:
+            recorder.expect(participants)
+        await self._push(pushes)
+
+    async def _recording_owner_left(self, joined: Any) -> None:
+        """The host who asked for the recording left (or dropped): the recording stops with them. (The
+        recorder, in whichever process, hears it on its channel and finalises the file.)"""
+        pushes = await database_sync_to_async(recordings.recording_stop_for_requester)(
+            visit_id=joined.visit_id, participant_id=joined.participant_id
+        )
+        await self._push(pushes)
+
+    # --- From the channel layer ---
+
+    async def recording_go(self, message: dict[str, Any]) -> None:
+        """Everybody agreed to this host's request: start the recorder here."""
+        if self.joined is None:
+            return
+        try:
+            await self._recorder_start(message["recording"], message.get("kind", ""))
+        except ActionError as error:
+            await self._send_event({"type": "error", "code": error.code, "about": "recording_start"})
+
+    async def recorder_reply(self, message: dict[str, Any]) -> None:
+        """The recorder's answer (or its refusal) to this participant's offer."""
+        if self.joined is None:
+            return
+        await self._send_event(message["event"])
