@@ -131,7 +131,7 @@ class Participant:
         try:
             return await asyncio.wait_for(find(), timeout)
         except TimeoutError:
-            raise AssertionError(f"no {kind} in {timeout} s; after the last taken: {self.frames[self.seen :]}") from None
+            raise AssertionError(f"no {kind} in {timeout} s; then: {self.frames[self.seen :]}") from None
 
     async def close_code(self, timeout: float = 30) -> int | None:
         await asyncio.wait_for(self.reader, timeout)
