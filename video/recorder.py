@@ -227,6 +227,8 @@ class Recorder:
 
         try:
             await pc.setRemoteDescription(RTCSessionDescription(sdp=str(message["sdp"]), type="offer"))
+            if not any(t.kind == "audio" for t in pc.getTransceivers()):
+                raise ValueError("an offer without sound")  # aiortc takes even an SDP without media
             await pc.setLocalDescription(await pc.createAnswer())
         except Exception as error:  # an SDP aiortc cannot take: the page is told, the recording goes on
             logger.info("recorder refused an offer: %s", type(error).__name__)

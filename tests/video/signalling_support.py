@@ -97,7 +97,7 @@ def socket(path: str, cookie: str | None = None, origin: bytes = ORIGIN) -> Webs
     return WebsocketCommunicator(application, path, headers=headers)
 
 
-def frame(kind: str, **fields: Any) -> str:
+def frame(kind: str, /, **fields: Any) -> str:
     return json.dumps({"v": 1, "type": kind, **fields})
 
 

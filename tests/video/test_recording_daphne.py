@@ -20,7 +20,7 @@ from typing import Any
 import aiohttp
 import av
 import pytest
-from django.db import connection, connections
+from django.db import connection, connections, transaction
 
 from audit.actions import AuditAction, Outcome
 from audit.models import AuditEvent
@@ -29,6 +29,7 @@ from teleconsult import crypto
 from tests.teleconsult.support import run_in_own_loop
 from tests.video.recording_support import RecorderClient, ciphertext, decide_recording, decode, plaintext
 from tests.video.signalling_support import add_participants, make_visit, signed_in_cookie
+from tests.video.test_call_pages import hosted_visit
 from tests.video.test_two_daphne import _free_port, _wait_for_port
 from video.models import Recording, RecordingStatus
 
@@ -181,8 +182,8 @@ def _trail(action: AuditAction, **details: Any) -> list[AuditEvent]:
     return list(AuditEvent.objects.filter(action=action, **{f"details__{k}": v for k, v in details.items()}))
 
 
-def test_consented_recording_across_two_processes(personas, daphnes):
-    visit = make_visit(personas)
+def test_consented_recording_across_two_processes(personas, daphnes, client, login_as):
+    visit = hosted_visit(personas)  # the practitioner is in the patient's care team
     extra = add_participants(visit, personas)
     cookies = {
         "practitioner": signed_in_cookie(personas.practitioner),
@@ -301,6 +302,37 @@ def test_consented_recording_across_two_processes(personas, daphnes):
     # Nothing in plaintext is left behind.
     scratch = recording_scratch()
     assert not [name for name in os.listdir(scratch) if name.startswith("rec-")]
+
+    # Retrieval: the care team's practitioner downloads it decrypted (no-store, the opaque id only in the URL);
+    # the outsider, the patient and anyone with a made-up id get the same 404. Every attempt is in the trail.
+    url = f"/visit/recordings/{recording.public_id}/"
+    for outsider in (personas.outsider, personas.patient, personas.coordinator):
+        login_as(outsider)
+        assert client.get(url).status_code == 404
+    login_as(personas.practitioner)
+    assert client.get("/visit/recordings/6f1c0000-0000-4000-8000-000000000000/").status_code == 404
+    response = client.get(url)
+    assert response.status_code == 200 and response["Content-Type"] == "video/x-matroska"
+    assert "no-store" in response["Cache-Control"] and "attachment" in response["Content-Disposition"]
+    assert b"".join(response.streaming_content) == media
+    accesses = AuditEvent.objects.filter(action=AuditAction.RECORDING_ACCESSED).order_by("pk")
+    # (Patients and coordinators are turned away by role before the gate, as on every practitioners' page.)
+    assert [(a.outcome, a.details["found"] if a.outcome == Outcome.DENIED else None) for a in accesses] == [
+        (Outcome.DENIED, True),
+        (Outcome.DENIED, False),
+        (Outcome.SUCCESS, None),
+    ]
+    assert accesses.first().actor_user_id == personas.outsider.pk
+    assert accesses.last().actor_user_id == personas.practitioner.pk
+    assert accesses.last().patient_id == visit.patient.pk
+    assert accesses.last().details == {
+        "recording": str(recording.public_id),
+        "via": "care_relationship",
+        "encounter": encounter.pk,
+    }
+    # A recording row is never deleted.
+    with pytest.raises(Exception, match="never deleted"), transaction.atomic():
+        Recording.objects.filter(pk=recording.pk).delete()
 
     # The trail: asked three times, refused twice (the consent, the specialist), agreed, started, stopped, stored.
     assert len(_trail(AuditAction.RECORDING_REQUESTED)) == 3

@@ -1,0 +1,239 @@
+"""Recording gates and refusals on the visit's websocket, in one process (the in-memory layer; the media path
+across two daphne processes is in test_recording_daphne.py): who may start and stop, what stops a recording,
+and what a malformed or misdirected recording message gets."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+import pytest_asyncio
+from channels.db import database_sync_to_async
+from django.db import connections
+
+from audit.actions import AuditAction
+from audit.models import AuditEvent
+from records.models import ConsentKind, Decision
+from tests.video.recording_support import decide_recording
+from tests.video.signalling_support import (
+    add_participants,
+    close_code,
+    frame,
+    make_visit,
+    receive_until,
+    signed_in_cookie,
+    socket,
+)
+from tests.video.test_signalling import _in_call
+from video.models import Recording, RecordingStatus
+from video.protocol import MAX_SDP, CloseCode
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.asyncio]
+
+
+@pytest_asyncio.fixture(autouse=True)
+async def _close_thread_connections():
+    yield
+    await database_sync_to_async(connections.close_all)()
+
+
+@pytest.fixture(autouse=True)
+def _one_process(settings, tmp_path):
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    settings.RECORDINGS_TMP_DIR = tmp_path / "scratch"
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "recordings": {
+            "BACKEND": "django.core.files.storage.FileSystemStorage",
+            "OPTIONS": {"location": tmp_path / "recordings"},
+        },
+    }
+
+
+@pytest.fixture
+def visit(personas):
+    visit = make_visit(personas)
+    decide_recording(personas, visit.patient)
+    return visit
+
+
+@pytest.fixture
+def cookies(personas):
+    return {"patient": signed_in_cookie(personas.patient), "practitioner": signed_in_cookie(personas.practitioner)}
+
+
+async def _settled(recording_id: str) -> Recording:
+    """The row once its recorder finished with it (no media was sent here: it ends as failed, "no_media")."""
+    deadline = time.monotonic() + 30
+    while True:
+        recording = await Recording.objects.aget(public_id=recording_id)
+        if recording.status in (RecordingStatus.FAILED, RecordingStatus.STORED, RecordingStatus.CANCELLED):
+            return recording
+        assert time.monotonic() < deadline, recording.status
+        await asyncio.sleep(0.1)
+
+
+async def _stops(recording_id: str, reason: str) -> int:
+    return await AuditEvent.objects.filter(
+        action=AuditAction.RECORDING_STOPPED, details__recording=recording_id, details__reason=reason
+    ).acount()
+
+
+async def test_only_hosts_start_and_stop(visit, cookies):
+    doctor, patient, _doctor_id, _patient_id = await _in_call(visit, cookies)
+    await patient.send_to(text_data=frame("recording_start", kind="audio"))
+    assert (await receive_until(patient, "error"))["code"] == "forbidden"
+    await patient.send_to(text_data=frame("recording_stop"))
+    assert (await receive_until(patient, "error"))["code"] == "forbidden"
+    assert not await Recording.objects.aexists()
+
+    # Nobody else on the staff is in the call: the host's request starts it at once.
+    await doctor.send_to(text_data=frame("recording_start", kind="audio"))
+    started = await receive_until(patient, "recording_started")
+    assert (await receive_until(doctor, "recording_started")) == started
+    # One at a time.
+    await doctor.send_to(text_data=frame("recording_start", kind="video"))
+    assert (await receive_until(doctor, "error"))["code"] == "recording_active"
+    await patient.send_to(text_data=frame("recording_stop"))
+    assert (await receive_until(patient, "error"))["code"] == "forbidden"
+    await doctor.send_to(text_data=frame("recording_stop"))
+    stopped = await receive_until(patient, "recording_stopped")
+    assert stopped["recording"] == started["recording"] and stopped["reason"] == "host"
+    recording = await _settled(started["recording"])
+    assert recording.status == RecordingStatus.FAILED and recording.stop_reason == "host"
+    await doctor.disconnect()
+    await patient.disconnect()
+
+
+async def test_staff_joining_without_agreeing_stops_it(visit, cookies, personas):
+    extra = await database_sync_to_async(add_participants)(visit, personas)
+    doctor, patient, _doctor_id, _patient_id = await _in_call(visit, cookies)
+    await doctor.send_to(text_data=frame("recording_start", kind="video"))
+    started = await receive_until(patient, "recording_started")
+    interpreter = socket(visit.path, extra["interpreter"])
+    assert (await interpreter.connect())[0]
+    for someone in (doctor, patient):
+        stopped = await receive_until(someone, "recording_stopped")
+        assert stopped["reason"] == "participant_without_consent"
+    assert await _stops(started["recording"], "participant_without_consent") == 1
+    await _settled(started["recording"])
+
+    # A request waiting for agreement is withdrawn the same way.
+    await doctor.send_to(text_data=frame("recording_start", kind="video"))
+    asked = await receive_until(interpreter, "recording_requested")
+    consulted = socket(visit.path, extra["consulted"])
+    assert (await consulted.connect())[0]
+    withdrawn = await receive_until(interpreter, "recording_stopped")
+    assert withdrawn["recording"] == asked["recording"] and withdrawn["reason"] == "participant_without_consent"
+    recording = await Recording.objects.aget(public_id=asked["recording"])
+    assert recording.status == RecordingStatus.CANCELLED and recording.started_at is None
+    # Agreeing to a withdrawn request does nothing.
+    await interpreter.send_to(text_data=frame("recording_agree", recording=asked["recording"]))
+    assert (await receive_until(interpreter, "error"))["code"] == "no_recording"
+    for someone in (doctor, patient, interpreter, consulted):
+        await someone.disconnect()
+
+
+async def test_a_revocation_stops_it_even_with_the_patient_away(visit, cookies, personas):
+    doctor, patient, doctor_id, patient_id = await _in_call(visit, cookies)
+    await doctor.send_to(text_data=frame("recording_start", kind="video"))
+    started = await receive_until(patient, "recording_started")
+    assert started["participants"] == sorted([doctor_id, patient_id])
+    await patient.disconnect()
+    await receive_until(doctor, "peer_left")
+    await database_sync_to_async(decide_recording)(
+        personas, visit.patient, (ConsentKind.RECORDING_VIDEO,), decision=Decision.REVOKE
+    )
+    stopped = await receive_until(doctor, "recording_stopped")
+    assert stopped["reason"] == "consent_revoked"
+    await _settled(started["recording"])
+    # The audio consent stands, the video one does not: video is refused, audio may still be recorded.
+    await doctor.send_to(text_data=frame("recording_start", kind="video"))
+    assert (await receive_until(doctor, "error"))["code"] == "no_recording_consent"
+    await doctor.send_to(text_data=frame("recording_start", kind="audio"))
+    audio = await receive_until(doctor, "recording_started")
+    assert audio["kind"] == "audio"
+    await doctor.disconnect()
+    await _settled(audio["recording"])
+
+
+async def test_the_host_leaving_or_the_end_stops_it(visit, cookies):
+    doctor, patient, _doctor_id, _patient_id = await _in_call(visit, cookies)
+    await doctor.send_to(text_data=frame("recording_start", kind="audio"))
+    first = await receive_until(patient, "recording_started")
+    await doctor.disconnect()
+    stopped = await receive_until(patient, "recording_stopped")
+    assert stopped == {"v": 1, "type": "recording_stopped", "recording": first["recording"], "reason": "host_left"}
+    await _settled(first["recording"])
+
+    doctor = socket(visit.path, cookies["practitioner"])
+    assert (await doctor.connect())[0]
+    await receive_until(doctor, "welcome")
+    await doctor.send_to(text_data=frame("recording_start", kind="audio"))
+    second = await receive_until(patient, "recording_started")
+    await doctor.send_to(text_data=frame("end"))
+    stopped = await receive_until(patient, "recording_stopped")
+    assert stopped["recording"] == second["recording"] and stopped["reason"] == "visit_ended"
+    assert (await receive_until(patient, "end"))["reason"] == "ended"
+    assert await close_code(patient) == CloseCode.ENDED
+    recording = await _settled(second["recording"])
+    assert recording.stop_reason == "visit_ended" and recording.stopped_at is not None
+
+
+@pytest.mark.parametrize(
+    ("message", "code"),
+    [
+        (frame("recording_start", kind="screen"), CloseCode.MALFORMED),
+        (frame("recording_start"), CloseCode.MALFORMED),
+        (frame("recording_offer", recording="../../etc", sdp="v=0"), CloseCode.MALFORMED),
+        (frame("recording_offer", recording="6F1C0000-0000-4000-8000-000000000000", sdp="v=0"), CloseCode.MALFORMED),
+        (frame("recording_agree", recording="6f1c0000-0000-4000-8000-000000000000", to=3), CloseCode.MALFORMED),
+        (frame("recording_stop", reason="host"), CloseCode.MALFORMED),
+        (
+            frame("recording_offer", recording="6f1c0000-0000-4000-8000-000000000000", sdp="x" * (MAX_SDP + 1)),
+            CloseCode.TOO_LARGE,
+        ),
+    ],
+)
+async def test_malformed_recording_messages_close_the_sender(visit, cookies, message, code):
+    doctor, patient, _doctor_id, _patient_id = await _in_call(visit, cookies)
+    await patient.send_to(text_data=message)
+    assert await close_code(patient) == code
+    # The visit goes on for the others.
+    await receive_until(doctor, "peer_left")
+    await doctor.send_to(text_data=frame("chat", text="¿Sigue ahí?"))
+    assert (await receive_until(doctor, "chat"))["text"] == "¿Sigue ahí?"
+    await doctor.disconnect()
+
+
+async def test_misdirected_recording_messages_get_an_error_and_floods_are_closed(visit, cookies):
+    doctor, patient, _doctor_id, _patient_id = await _in_call(visit, cookies)
+    unknown = "6f1c0000-0000-4000-8000-000000000000"
+    await patient.send_to(text_data=frame("recording_offer", recording=unknown, sdp="v=0\r\n"))
+    assert (await receive_until(patient, "error")) == {
+        "v": 1,
+        "type": "error",
+        "code": "no_recording",
+        "about": "recording_offer",
+    }
+    await doctor.send_to(text_data=frame("recording_start", kind="audio"))
+    started = await receive_until(patient, "recording_started")
+    # An SDP the recorder cannot take: the sender is told, the recording goes on.
+    await patient.send_to(text_data=frame("recording_offer", recording=started["recording"], sdp="v=0\r\nnonsense"))
+    assert (await receive_until(patient, "error"))["code"] == "bad_recording_offer"
+    await doctor.send_to(text_data=frame("recording_agree", recording=started["recording"]))
+    assert (await receive_until(doctor, "error"))["code"] == "no_recording"
+    assert (await Recording.objects.aget(public_id=started["recording"])).status == RecordingStatus.RECORDING
+    await doctor.send_to(text_data=frame("recording_stop"))
+    await receive_until(patient, "recording_stopped")
+    await _settled(started["recording"])
+    # Requests cost more than other messages: a page asking in a loop is cut off long before the usual limit.
+    for _ in range(8):
+        await doctor.send_to(text_data=frame("recording_start", kind="audio"))
+    assert await close_code(doctor) == CloseCode.RATE_LIMITED
+    assert await Recording.objects.filter(status=RecordingStatus.RECORDING).acount() <= 1
+    await patient.disconnect()
+    # Whatever started in the flood stopped with the host who left.
+    for recording in [r async for r in Recording.objects.all()]:
+        await _settled(str(recording.public_id))

@@ -1,0 +1,57 @@
+"""The access gate of stored recordings (VID-8): who may retrieve one, audited every time, allowed or not."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from accounts.access import AccessDenied
+from accounts.models import Role, User
+from audit import services as audit
+from audit.actions import AuditAction, Outcome
+from records.access import chart_policy
+from video.models import Recording, RecordingStatus
+
+
+def recording_for(user: User, public_id: Any) -> Recording:
+    """A stored recording, for a practitioner of the patient's care team (a current care relationship, or a
+    break-glass access, as for the chart). Everyone else — patients included: they ask through their data
+    rights — gets AccessDenied, the same for a recording that does not exist. Both outcomes are audited."""
+    try:
+        wanted = uuid.UUID(str(public_id))
+    except ValueError:
+        wanted = None
+    recording = (
+        Recording.objects.select_related("visit__appointment", "encounter")
+        .filter(public_id=wanted, status=RecordingStatus.STORED)
+        .first()
+        if wanted is not None
+        else None
+    )
+    patient_id = recording.visit.appointment.patient_id if recording is not None else None
+    decision = None
+    if recording is not None and getattr(user, "role", None) == Role.PRACTITIONER:
+        decision = chart_policy(user, patient_id)  # type: ignore[arg-type]
+    actor = {"actor_user_id": getattr(user, "pk", None), "actor_role": getattr(user, "role", "") or "anonymous"}
+    if decision is None:
+        audit.record(
+            action=AuditAction.RECORDING_ACCESSED,
+            outcome=Outcome.DENIED,
+            patient_id=patient_id,
+            object_type="recording",
+            object_id=recording.pk if recording is not None else "",
+            details={"recording": str(wanted) if wanted else "", "found": recording is not None},
+            **actor,
+        )
+        raise AccessDenied
+    purpose, via = decision
+    audit.record(
+        action=AuditAction.RECORDING_ACCESSED,
+        purpose=purpose,
+        patient_id=patient_id,
+        object_type="recording",
+        object_id=recording.pk,  # type: ignore[union-attr]
+        details={"recording": str(wanted), "via": via, "encounter": recording.encounter_id},  # type: ignore[union-attr]
+        **actor,
+    )
+    return recording  # type: ignore[return-value]

@@ -1,0 +1,58 @@
+"""Retrieving a stored recording (VID-8): gated, audited, decrypted as a stream, never cached."""
+
+from __future__ import annotations
+
+import base64
+import logging
+import uuid
+from collections.abc import Iterator
+
+from django.core.files.storage import storages
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.utils.cache import add_never_cache_headers
+from django.utils.translation import gettext as _
+from django.views.decorators.http import require_GET
+
+from accounts.access import role_required
+from accounts.models import Role, User
+from teleconsult import filecrypto
+from teleconsult.crypto import CryptoError
+from video.recorder import FILE_PURPOSE
+from video.recording_access import recording_for
+
+logger = logging.getLogger(__name__)
+
+
+@role_required(Role.PRACTITIONER)
+@require_GET
+def recording_download(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
+    """The recording's media file, decrypted on the way out. The URL holds the recording's opaque id only."""
+    user = request.user
+    assert isinstance(user, User)
+    recording = recording_for(user, public_id)
+    storage = storages["recordings"]
+    # The stored file must be the one the row describes before a byte of it is sent.
+    with storage.open(recording.file_name, "rb") as stored:
+        intact = filecrypto.sha256_of(stored) == recording.sha256
+    if not intact:
+        logger.error("stored recording failed its checksum", extra={"recording": recording.pk})
+        response = HttpResponse(_("La grabación no pasó la verificación de integridad."), status=409)
+        add_never_cache_headers(response)
+        return response
+    key = base64.b64decode(recording.file_key or "")
+
+    def chunks() -> Iterator[bytes]:
+        with storage.open(recording.file_name, "rb") as stored:
+            try:
+                yield from filecrypto.decrypt_stream(stored, key=key, purpose=FILE_PURPOSE)
+            except CryptoError:
+                # Headers are gone already: the download is cut short, and the log says which recording.
+                logger.error("stored recording failed to decrypt", extra={"recording": recording.pk})
+                raise
+
+    content_type = "video/x-matroska" if recording.kind == "video" else "audio/x-matroska"
+    response = StreamingHttpResponse(chunks(), content_type=content_type)
+    response["Content-Disposition"] = f'attachment; filename="grabacion-{recording.public_id}.mkv"'
+    response["X-Content-Type-Options"] = "nosniff"
+    add_never_cache_headers(response)
+    return response
