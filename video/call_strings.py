@@ -63,6 +63,26 @@ CALL_STRINGS = {
     "error_no_practitioner": _("No hay un profesional en la teleconsulta."),
     "error_refused": _("No se pudo iniciar la atención en la historia clínica."),
     "error_generic": _("No se pudo realizar la acción."),
+    # Recording (VID-8)
+    "recording_on_video": _("Grabando (video y audio)"),
+    "recording_on_audio": _("Grabando (solo audio)"),
+    "recording_kind_video": _("video y audio"),
+    "recording_kind_audio": _("solo audio"),
+    "recording_asked": _("Se pidió grabar ({kind}): esperando que los demás profesionales acepten."),
+    "recording_prompt": _("{role} propone grabar esta teleconsulta ({kind}). ¿Acepta?"),
+    "recording_refused": _("No se grabará: un participante no aceptó."),
+    "recording_stopped_host": _("La grabación se detuvo."),
+    "recording_stopped_consent_revoked": _("La grabación se detuvo: se retiró un consentimiento."),
+    "recording_stopped_participant_without_consent": _(
+        "La grabación se detuvo: ingresó un participante que no dio su consentimiento."
+    ),
+    "recording_stopped_host_left": _("La grabación se detuvo: el profesional que la inició salió."),
+    "recording_stopped_visit_ended": _("La grabación se detuvo: la teleconsulta terminó."),
+    "error_no_recording_consent": _("El paciente no dio su consentimiento para este tipo de grabación."),
+    "error_recording_active": _("Ya hay una grabación en curso o pendiente."),
+    "error_no_recording": _("Esa grabación ya no está en curso."),
+    "error_recording_late": _("Su imagen y su voz no se pudieron agregar a la grabación en curso."),
+    "error_bad_recording_offer": _("No se pudo conectar con el grabador."),
 }
 
 

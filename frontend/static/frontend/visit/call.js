@@ -99,7 +99,7 @@
     case "media_state": return remoteMediaState(message);
     case "end": state.finished = true; return finish("ended");
     case "error": return serverError(message);
-    default: return undefined;
+    default: return recordingMessage(message);
     }
   }
 
@@ -150,6 +150,7 @@
     state.peers.clear();
     if (state.local) { state.local.getTracks().forEach(function (track) { track.stop(); }); }
     if (state.screen) { state.screen.getTracks().forEach(function (track) { track.stop(); }); }
+    recordingClose();
     show("[data-call-waiting]", false);
     show("[data-call-stage]", false);
     var box = $("[data-call-ended]");
@@ -564,6 +565,134 @@
     log.scrollTop = log.scrollHeight;
   }
 
+  // --- recording (VID-8, docs/recording.md) ---
+  // Kept apart from the call's own connections: the recorder is one more, send-only connection to the server,
+  // negotiated with its own messages (recording_offer → recording_answer) and never part of the mesh.
+
+  var recording = { id: null, kind: null, phase: "idle", askedId: null, pc: null };
+
+  function recordingMessage(message) {
+    switch (message.type) {
+    case "recording_requested": return recordingRequested(message);
+    case "recording_agreed": return undefined;
+    case "recording_refused": return recordingEnded(message.recording, t("recording_refused"));
+    case "recording_started": return recordingStarted(message);
+    case "recording_stopped":
+      return recordingEnded(message.recording, t("recording_stopped_" + message.reason) || t("recording_stopped_host"));
+    case "recording_answer": return recordingAnswer(message);
+    default: return undefined;
+    }
+  }
+
+  function recordingRequested(message) {
+    recording.id = message.recording;
+    recording.kind = message.kind;
+    recording.phase = "requested";
+    var kind = t("recording_kind_" + message.kind);
+    if ((message.awaiting || []).indexOf(state.me) >= 0) {
+      recording.askedId = message.recording;
+      var ask = $("[data-recording-ask]");
+      if (ask) { ask.textContent = t("recording_prompt", { role: roleLabel(state.roles.get(message.by) || "practitioner"), kind: kind }); }
+      show("[data-recording-prompt]", true);
+      var agree = root.querySelector('[data-action="recording-agree"]');
+      if (agree) { agree.focus(); }
+    } else if (message.by === state.me) {
+      notice(t("recording_asked", { kind: kind }));
+    }
+    recordingShow();
+  }
+
+  function recordingStarted(message) {
+    recording.id = message.recording;
+    recording.kind = message.kind;
+    recording.phase = "recording";
+    show("[data-recording-prompt]", false);
+    recordingShow();
+    if ((message.participants || []).indexOf(state.me) < 0) { return undefined; }
+    return startMedia().then(function () { return recordingConnect(message.recording, message.kind); });
+  }
+
+  function recordingEnded(id, text) {
+    if (recording.id !== null && id !== recording.id) { return; }
+    recordingClose();
+    recording.id = null;
+    recording.phase = "idle";
+    show("[data-recording-prompt]", false);
+    notice(text);
+    recordingShow();
+  }
+
+  // The indicator: words in a live region (announced), a dot beside them; and the host's buttons.
+  function recordingShow() {
+    var el = $("[data-recording-status]");
+    if (el) {
+      el.setAttribute("data-state", recording.phase);
+      el.textContent = recording.phase === "recording" ? t("recording_on_" + recording.kind) : "";
+    }
+    var busy = recording.phase !== "idle";
+    root.querySelectorAll("[data-recording-control]").forEach(function (button) {
+      button.hidden = (button.getAttribute("data-recording-control") === "busy") !== busy;
+    });
+  }
+
+  // One send-only connection to the recorder with what this page sends to the others. Its offer carries every
+  // candidate (the recorder takes no trickled ones), so it waits for gathering to finish, 5 s at most.
+  function recordingConnect(id, kind) {
+    recordingClose();
+    var pc = new RTCPeerConnection({ iceServers: state.iceServers });
+    recording.pc = pc;
+    var audio = audioTrack();
+    pc.addTransceiver(audio || "audio", { direction: "sendonly", streams: state.local ? [state.local] : [] });
+    if (kind === "video") {
+      pc.addTransceiver(outgoingVideo() || "video", { direction: "sendonly", streams: state.local ? [state.local] : [] });
+    }
+    return pc.setLocalDescription().then(function () {
+      if (pc.iceGatheringState === "complete") { return undefined; }
+      return new Promise(function (resolve) {
+        var timer = window.setTimeout(resolve, 5000);
+        pc.addEventListener("icegatheringstatechange", function () {
+          if (pc.iceGatheringState === "complete") { window.clearTimeout(timer); resolve(); }
+        });
+      });
+    }).then(function () {
+      if (recording.pc === pc && recording.id === id) {
+        send("recording_offer", { recording: id, sdp: pc.localDescription.sdp });
+      }
+    }).catch(function () {});
+  }
+
+  function recordingAnswer(message) {
+    var pc = recording.pc;
+    if (!pc || message.recording !== recording.id || pc.signalingState !== "have-local-offer") { return undefined; }
+    return pc.setRemoteDescription({ type: "answer", sdp: message.sdp }).catch(function () {});
+  }
+
+  function recordingClose() {
+    if (recording.pc) { recording.pc.close(); recording.pc = null; }
+  }
+
+  // The host's buttons and the other staff's answer; true when the action was a recording one.
+  function recordingAction(action) {
+    if (action === "record-video" || action === "record-audio") {
+      send("recording_start", { kind: action === "record-video" ? "video" : "audio" });
+    } else if (action === "record-stop") {
+      send("recording_stop");
+    } else if (action === "recording-agree" || action === "recording-refuse") {
+      if (recording.askedId) { send(action === "recording-agree" ? "recording_agree" : "recording_refuse", { recording: recording.askedId }); }
+      recording.askedId = null;
+      show("[data-recording-prompt]", false);
+    } else {
+      return false;
+    }
+    return true;
+  }
+
+  function recordingStats() {
+    return { phase: recording.phase, id: recording.id, kind: recording.kind,
+      connection: recording.pc ? recording.pc.connectionState : null,
+      indicator: ($("[data-recording-status]") || {}).textContent || "" };
+  }
+
   // --- quality (getStats) ---
 
   function sample(peer) {
@@ -655,6 +784,7 @@
       state.auto = false;
       setModality(state.forced ? "audio" : "video", "host");
     } else if (action === "end") { state.finished = true; send("end"); }
+    else if (recordingAction(action)) { return; }
     else if (action === "leave") { state.finished = true; send("leave"); finish("left"); }
   });
 
@@ -682,7 +812,7 @@
         });
       })).then(function (list) {
         return { phase: state.phase, role: state.role, me: state.me, modality: state.modality, welcomes: state.welcomes,
-          quality: state.quality, peers: list };
+          quality: state.quality, peers: list, recording: recordingStats() };
       });
     },
     // A drop as the network makes it, seen from this side (the server sees the connection go away).
