@@ -21,10 +21,12 @@ def _finish_abandoned_visits(**_: object) -> None:
 
 
 def _fail_lost_recordings(**_: object) -> None:
-    """Recordings whose recorder's process died before it stored them."""
+    """Recordings whose recorder's process died before it stored them, and the plaintext it left on this host."""
+    from video.recorder import plaintext_sweep
     from video.recording import recordings_fail_lost
 
     recordings_fail_lost()
+    plaintext_sweep()
 
 
 def _stop_recordings_on_revocation(*, patient_id: int, kind: str, **_: object) -> None:

@@ -55,6 +55,31 @@ QUEUE_FRAMES = 400
 
 # The recorders running in this process, by recording id.
 running: dict[str, Recorder] = {}
+# A plaintext file nobody has written to for this long belongs to a recorder that died (a live one writes every
+# frame; before its file opens it waits RECORDING_GATHER_SECONDS, at most 120 s).
+ORPHAN_AFTER_SECONDS = 600
+PLAINTEXT_PREFIX = "rec-"
+
+
+def plaintext_sweep(*, now: float | None = None) -> int:
+    """Delete plaintext recordings left in RECORDINGS_TMP_DIR by a recorder whose process died (they are
+    never finished: the row is marked failed by video.recording.recordings_fail_lost). Returns how many."""
+    now = time.time() if now is None else now
+    removed = 0
+    try:
+        entries = list(os.scandir(settings.RECORDINGS_TMP_DIR))
+    except FileNotFoundError:
+        return 0
+    for entry in entries:
+        if not (entry.name.startswith(PLAINTEXT_PREFIX) and entry.is_file(follow_symlinks=False)):
+            continue
+        with contextlib.suppress(FileNotFoundError):
+            if now - entry.stat().st_mtime > ORPHAN_AFTER_SECONDS:
+                os.remove(entry.path)
+                removed += 1
+    if removed:
+        logger.warning("removed %d plaintext recording(s) left by a recorder that died", removed)
+    return removed
 
 
 class _Writer:
@@ -158,7 +183,8 @@ class Recorder:
         self.listener: asyncio.Task[None] | None = None
         tmp_dir = settings.RECORDINGS_TMP_DIR
         os.makedirs(tmp_dir, mode=0o700, exist_ok=True)
-        handle, self.path = tempfile.mkstemp(prefix="rec-", suffix=".mkv", dir=tmp_dir)
+        plaintext_sweep()
+        handle, self.path = tempfile.mkstemp(prefix=PLAINTEXT_PREFIX, suffix=".mkv", dir=tmp_dir)
         os.close(handle)
 
     async def open(self) -> str:

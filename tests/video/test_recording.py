@@ -5,6 +5,7 @@ and what a malformed or misdirected recording message gets."""
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 
 import pytest
@@ -237,3 +238,18 @@ async def test_misdirected_recording_messages_get_an_error_and_floods_are_closed
     # Whatever started in the flood stopped with the host who left.
     for recording in [r async for r in Recording.objects.all()]:
         await _settled(str(recording.public_id))
+
+
+async def test_plaintext_left_by_a_dead_recorder_is_swept(settings):
+    from video.recorder import ORPHAN_AFTER_SECONDS, plaintext_sweep
+
+    scratch = settings.RECORDINGS_TMP_DIR
+    scratch.mkdir(parents=True)
+    (scratch / "rec-old.mkv").write_bytes(b"\x1a\x45\xdf\xa3 plaintext")
+    (scratch / "rec-live.mkv").write_bytes(b"\x1a\x45\xdf\xa3 being written")
+    (scratch / "other.txt").write_bytes(b"not ours")
+    old = time.time() - ORPHAN_AFTER_SECONDS - 5
+    os.utime(scratch / "rec-old.mkv", (old, old))
+    os.utime(scratch / "other.txt", (old, old))
+    assert plaintext_sweep() == 1
+    assert sorted(p.name for p in scratch.iterdir()) == ["other.txt", "rec-live.mkv"]
