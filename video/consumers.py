@@ -139,7 +139,7 @@ class VisitConsumer(RecordingMixin, AsyncWebsocketConsumer):
         if joined is None:
             return
         self.joined = None
-        await self._recording_owner_left(joined)
+        await self._recording_participant_left(joined)
         left = await database_sync_to_async(services.visit_leave)(
             visit_id=joined.visit_id,
             participant_id=joined.participant_id,

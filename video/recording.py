@@ -186,20 +186,7 @@ def recording_answer(
     recording.save(update_fields=["agreed"])
     _audit_recording(AuditAction.RECORDING_AGREED, recording, user, participant=participant_id)
     pushes = [_event(visit, "recording_agreed", recording=str(recording.public_id), by=participant_id)]
-    if set(recording.agreed) >= set(recording.awaiting):
-        requester = visit.presences.filter(
-            participant_id=recording.requested_by_id, state=PresenceState.CONNECTED
-        ).first()
-        if requester is None:
-            pushes += _stop(visit, recording, reason="host_left", user=None)
-        else:
-            pushes.append(
-                Push(
-                    {"type": "recording.go", "recording": str(recording.public_id), "kind": recording.kind},
-                    channel=requester.channel_name,
-                )
-            )
-    return pushes
+    return pushes + _go_if_complete(visit, recording)
 
 
 @transaction.atomic
@@ -291,18 +278,41 @@ def recording_stop_for(*, visit_id: int, reason: str, recording_id: str | None =
     return _stop(visit, recording, reason=reason, user=None)
 
 
-def recording_stop_for_requester(*, visit_id: int, participant_id: int) -> list[Push]:
-    """The host who asked for the live recording left the call: it stops (reason host_left)."""
-    if not Recording.objects.filter(
-        visit_id=visit_id, requested_by_id=participant_id, status__in=LIVE_RECORDING_STATES
-    ).exists():
+def recording_participant_left(*, visit_id: int, participant_id: int) -> list[Push]:
+    """Someone left the call. The host who asked for the live recording: it stops (reason host_left). Staff a
+    request still waits for: they are not asked any more (whoever is not in the call is not recorded; coming
+    back without having agreed stops it, as for any joiner), and the request may now be complete."""
+    if not Recording.objects.filter(visit_id=visit_id, status__in=LIVE_RECORDING_STATES).exists():
         return []
     with transaction.atomic():
         visit = _lock(visit_id)
         recording = _live(visit)
-        if recording is None or recording.requested_by_id != participant_id:
+        if recording is None:
             return []
+        if recording.requested_by_id == participant_id:
+            return _stop(visit, recording, reason="host_left", user=None)
+        if recording.status != RecordingStatus.REQUESTED or participant_id not in recording.awaiting:
+            return []
+        if participant_id in recording.agreed:
+            return []
+        recording.awaiting = [p for p in recording.awaiting if p != participant_id]
+        recording.save(update_fields=["awaiting"])
+        return _go_if_complete(visit, recording)
+
+
+def _go_if_complete(visit: VisitSession, recording: Recording) -> list[Push]:
+    """Every awaited participant agreed: tell the requester's consumer (on whichever process) to start."""
+    if not set(recording.agreed) >= set(recording.awaiting):
+        return []
+    requester = visit.presences.filter(participant_id=recording.requested_by_id, state=PresenceState.CONNECTED).first()
+    if requester is None:
         return _stop(visit, recording, reason="host_left", user=None)
+    return [
+        Push(
+            {"type": "recording.go", "recording": str(recording.public_id), "kind": recording.kind},
+            channel=requester.channel_name,
+        )
+    ]
 
 
 def recording_check_joiner(*, visit_id: int, participant_id: int) -> list[Push]:

@@ -103,10 +103,11 @@ class RecordingMixin:
             recorder.expect(participants)
         await self._push(pushes)
 
-    async def _recording_owner_left(self, joined: Any) -> None:
-        """The host who asked for the recording left (or dropped): the recording stops with them. (The
-        recorder, in whichever process, hears it on its channel and finalises the file.)"""
-        pushes = await database_sync_to_async(recordings.recording_stop_for_requester)(
+    async def _recording_participant_left(self, joined: Any) -> None:
+        """The host who asked for the recording left (or dropped): the recording stops with them (the recorder,
+        in whichever process, hears it on its channel and finalises the file). Staff a request waits for are
+        not asked any more."""
+        pushes = await database_sync_to_async(recordings.recording_participant_left)(
             visit_id=joined.visit_id, participant_id=joined.participant_id
         )
         await self._push(pushes)

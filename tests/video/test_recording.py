@@ -136,6 +136,28 @@ async def test_staff_joining_without_agreeing_stops_it(visit, cookies, personas)
         await someone.disconnect()
 
 
+async def test_staff_leaving_without_answering_are_not_asked_any_more(visit, cookies, personas):
+    extra = await database_sync_to_async(add_participants)(visit, personas)
+    doctor, patient, doctor_id, patient_id = await _in_call(visit, cookies)
+    interpreter = socket(visit.path, extra["interpreter"])
+    assert (await interpreter.connect())[0]
+    interpreter_id = (await receive_until(interpreter, "welcome"))["participant"]
+    await doctor.send_to(text_data=frame("recording_start", kind="audio"))
+    asked = await receive_until(patient, "recording_requested")
+    assert asked["awaiting"] == [interpreter_id]
+    await interpreter.disconnect()
+    # Whoever is not in the call is not recorded: the request was complete without them.
+    started = await receive_until(patient, "recording_started")
+    assert started["recording"] == asked["recording"] and started["participants"] == sorted([doctor_id, patient_id])
+    # Coming back without having agreed stops it.
+    interpreter = socket(visit.path, extra["interpreter"])
+    assert (await interpreter.connect())[0]
+    assert (await receive_until(patient, "recording_stopped"))["reason"] == "participant_without_consent"
+    await _settled(started["recording"])
+    for someone in (doctor, patient, interpreter):
+        await someone.disconnect()
+
+
 async def test_a_revocation_stops_it_even_with_the_patient_away(visit, cookies, personas):
     doctor, patient, doctor_id, patient_id = await _in_call(visit, cookies)
     await doctor.send_to(text_data=frame("recording_start", kind="video"))

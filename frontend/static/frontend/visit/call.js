@@ -603,12 +603,16 @@
   }
 
   function recordingStarted(message) {
+    // After a websocket reconnect the server says it again: a recorder connection that still works is kept
+    // (a new one would come too late to be recorded).
+    var alive = recording.pc && recording.id === message.recording &&
+      ["failed", "closed"].indexOf(recording.pc.connectionState) < 0;
     recording.id = message.recording;
     recording.kind = message.kind;
     recording.phase = "recording";
     show("[data-recording-prompt]", false);
     recordingShow();
-    if ((message.participants || []).indexOf(state.me) < 0) { return undefined; }
+    if (alive || (message.participants || []).indexOf(state.me) < 0) { return undefined; }
     return startMedia().then(function () { return recordingConnect(message.recording, message.kind); });
   }
 
