@@ -19,6 +19,7 @@ from records.access import chart_for
 from scheduling.access import appointment_for
 from scheduling.models import AppointmentStatus, ParticipantRole
 from video.call_strings import call_strings
+from video.recording import stored_recordings
 
 _HOST_ROLES = (ParticipantRole.PRACTITIONER, ParticipantRole.CONSULTED)
 
@@ -33,10 +34,13 @@ def room(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
     appointment = appointment_for(user, public_id)
     if not appointment.participants.filter(user=user, role__in=_HOST_ROLES, active=True).exists():
         raise AccessDenied
-    patient, header = None, None
+    patient, header, recordings = None, None, []
     # The call goes on without the chart for someone without a care relationship (the refusal is audited).
     with contextlib.suppress(AccessDenied):
         patient = chart_for(user, appointment.patient_id).patient
+    if patient is not None:
+        # The care team's way to the visit's recordings (each download goes through its own gate and audit).
+        recordings = stored_recordings(appointment_id=appointment.pk)
     if patient is not None:
         header = medications.chart_header(patient)
         english = (get_language() or "").startswith("en")
@@ -50,6 +54,7 @@ def room(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
         "header": header,
         "live": appointment.status in (AppointmentStatus.BOOKED, AppointmentStatus.IN_PROGRESS),
         "call_strings": call_strings(),
+        "recordings": recordings,
     }
     response = render(request, "video/room.html", context)
     add_never_cache_headers(response)

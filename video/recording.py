@@ -36,7 +36,7 @@ from video.models import (
     VisitSession,
     VisitStatus,
 )
-from video.services import _HOSTS, ActionError, Push, _audit, _host, _lock, visit_group
+from video.services import ActionError, Push, _audit, _host, _lock, visit_group
 
 # Why a recording stopped (or a request was withdrawn before it started); sent to every participant.
 STOP_REASONS = (
@@ -449,5 +449,10 @@ def recordings_fail_lost(*, older_than: dt.timedelta = dt.timedelta(minutes=10))
     return count
 
 
-def is_host_role(role: str) -> bool:
-    return role in _HOSTS
+def stored_recordings(*, appointment_id: int) -> list[Recording]:
+    """The stored recordings of an appointment's visit, oldest first (times and kinds only: no media)."""
+    return list(
+        Recording.objects.filter(visit__appointment_id=appointment_id, status=RecordingStatus.STORED).order_by(
+            "started_at"
+        )
+    )

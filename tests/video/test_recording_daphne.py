@@ -310,6 +310,8 @@ def test_consented_recording_across_two_processes(personas, daphnes, client, log
         login_as(outsider)
         assert client.get(url).status_code == 404
     login_as(personas.practitioner)
+    room = client.get(f"/visit/{visit.appointment.public_id}/room/").content.decode()
+    assert f'href="{url}"' in room and "Grabaciones de esta teleconsulta" in room
     assert client.get("/visit/recordings/6f1c0000-0000-4000-8000-000000000000/").status_code == 404
     response = client.get(url)
     assert response.status_code == 200 and response["Content-Type"] == "video/x-matroska"
