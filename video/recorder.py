@@ -52,6 +52,9 @@ MAX_FPS = 15
 AUDIO_RATE = 48_000
 # Frames waiting for the writer; beyond this, video frames are dropped (a slow disk or CPU must not grow memory).
 QUEUE_FRAMES = 400
+# Offers a participant may make per recording (a page retrying after a failure); each costs the host's process a
+# peer connection with its DTLS certificate, so a page cannot make it churn them.
+MAX_OFFERS = 3
 
 # The recorders running in this process, by recording id.
 running: dict[str, Recorder] = {}
@@ -173,6 +176,7 @@ class Recorder:
         self.channel = ""
         self.expected: set[int] = set()
         self.pcs: dict[int, RTCPeerConnection] = {}
+        self.offers: dict[int, int] = {}
         self.tracks: list[tuple[int, MediaStreamTrack]] = []
         self.writer: _Writer | None = None
         self.writer_tracks: dict[MediaStreamTrack, int] = {}
@@ -235,6 +239,10 @@ class Recorder:
             return
         if participant not in self.expected or self.writer is not None:
             await self._reply(reply, {"type": "error", "code": "recording_late", "about": "recording_offer"})
+            return
+        self.offers[participant] = self.offers.get(participant, 0) + 1
+        if self.offers[participant] > MAX_OFFERS:
+            await self._reply(reply, {"type": "error", "code": "bad_recording_offer", "about": "recording_offer"})
             return
         old = self.pcs.pop(participant, None)
         if old is not None:
