@@ -19,13 +19,14 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from accounts.models import User
 from audit.actions import AuditAction, Outcome
 from records.consent import may_record_visit, recording_consent_kinds
 from scheduling.models import ParticipantRole
+from teleconsult.crypto import key_id_of
 from video.models import (
     LIVE_RECORDING_STATES,
     Presence,
@@ -447,6 +448,16 @@ def recordings_fail_lost(*, older_than: dt.timedelta = dt.timedelta(minutes=10))
         recording_fail(recording_id=str(public_id), reason="recorder_lost")
         count += 1
     return count
+
+
+def recording_data_key_id(recording: Recording) -> int | None:
+    """The id of the keyring's data key that encrypts this recording's file key now (read from the encrypted
+    column's header, so it follows key rotation); None before the file is stored."""
+    # Raw SQL: the ORM would decrypt the column; its header is what is wanted.
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT file_key FROM video_recording WHERE id = %s", [recording.pk])
+        row = cursor.fetchone()
+    return key_id_of(bytes(row[0])) if row and row[0] is not None else None
 
 
 def stored_recordings(*, appointment_id: int) -> list[Recording]:

@@ -13,6 +13,7 @@ import av
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import AudioStreamTrack, VideoStreamTrack
 from django.core.files.storage import storages
+from django.db import connections
 
 from records.consent import consent_document_publish, consent_record, current_document
 from records.models import ConsentKind, ConsentMethod, Decision, Patient
@@ -65,6 +66,18 @@ def decide_recording(
             actor=None,
             typed_name="Rosa Quispe",
         )
+
+
+def in_thread(function: Any) -> Any:
+    """`function` for asyncio.to_thread: the database connection it opened in that thread is closed after it."""
+
+    def run(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return function(*args, **kwargs)
+        finally:
+            connections.close_all()
+
+    return run
 
 
 class RecorderClient:

@@ -27,11 +27,19 @@ from audit.models import AuditEvent
 from records.models import ConsentKind, Decision, Encounter
 from teleconsult import crypto
 from tests.teleconsult.support import run_in_own_loop
-from tests.video.recording_support import RecorderClient, ciphertext, decide_recording, decode, plaintext
+from tests.video.recording_support import (
+    RecorderClient,
+    ciphertext,
+    decide_recording,
+    decode,
+    in_thread,
+    plaintext,
+)
 from tests.video.signalling_support import add_participants, make_visit, signed_in_cookie
 from tests.video.test_call_pages import hosted_visit
 from tests.video.test_two_daphne import _free_port, _wait_for_port
 from video.models import Recording, RecordingStatus
+from video.recording import recording_data_key_id
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.redis]
 
@@ -214,7 +222,7 @@ def test_consented_recording_across_two_processes(personas, daphnes, client, log
             await doctor.send("recording_start", kind="video")
             error = await doctor.next("error")
             assert error["code"] == "no_recording_consent" and error["about"] == "recording_start"
-            await asyncio.to_thread(decide_recording, personas, visit.patient)
+            await asyncio.to_thread(in_thread(decide_recording), personas, visit.patient)
 
             # With it, the specialist in the call is asked, and refuses: it never starts.
             await doctor.send("recording_start", kind="video")
@@ -290,7 +298,7 @@ def test_consented_recording_across_two_processes(personas, daphnes, client, log
     with connection.cursor() as cursor:
         cursor.execute("SELECT file_key FROM video_recording WHERE id = %s", [recording.pk])
         raw = bytes(cursor.fetchone()[0])
-    assert crypto.key_id_of(raw) == crypto.keyring().active_key_id()
+    assert crypto.key_id_of(raw) == crypto.keyring().active_key_id() == recording_data_key_id(recording)
     assert base64.b64decode(recording.file_key) not in raw
 
     # Decrypted: a Matroska file with the three participants' pictures and sound, decoded frame by frame.
@@ -380,7 +388,11 @@ def test_revoking_the_consent_stops_the_recording_and_keeps_what_was_recorded(pe
 
             # The patient revokes the audio recording consent (on the consent page, i.e. another process).
             await asyncio.to_thread(
-                decide_recording, personas, visit.patient, (ConsentKind.RECORDING_AUDIO,), decision=Decision.REVOKE
+                in_thread(decide_recording),
+                personas,
+                visit.patient,
+                (ConsentKind.RECORDING_AUDIO,),
+                decision=Decision.REVOKE,
             )
             for someone in (doctor, patient):
                 stopped = await someone.next("recording_stopped")
