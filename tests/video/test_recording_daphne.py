@@ -416,3 +416,39 @@ def test_revoking_the_consent_stops_the_recording_and_keeps_what_was_recorded(pe
     decoded = decode(plaintext(recording))
     assert decoded.video_streams == 0 and decoded.audio_streams == 2 and decoded.audio_frames > 30, decoded
     assert len(_trail(AuditAction.RECORDING_STOPPED, recording=ids["recording"], reason="consent_revoked")) == 1
+
+
+def test_the_host_leaving_stops_and_finalises_it(personas, daphnes):
+    visit = make_visit(personas)
+    decide_recording(personas, visit.patient)
+    cookies = {"practitioner": signed_in_cookie(personas.practitioner), "patient": signed_in_cookie(personas.patient)}
+    connections.close_all()
+    ids: dict[str, Any] = {}
+
+    async def scenario() -> None:
+        async with aiohttp.ClientSession() as http:
+            doctor, patient = await _in_call(http, daphnes, visit.path, cookies)
+            await doctor.send("recording_start", kind="video")
+            started = await patient.next("recording_started")
+            ids["recording"] = started["recording"]
+            await asyncio.gather(*(p.connect_recorder(started["recording"]) for p in (doctor, patient)))
+            for someone in (doctor, patient):
+                await someone.recorder.until_sent("video", 100)
+            # The practitioner's page goes away (closed tab): the recorder, in that process, finalises anyway.
+            await doctor.ws.close()
+            stopped = await patient.next("recording_stopped")
+            assert stopped == {
+                "v": 1,
+                "type": "recording_stopped",
+                "recording": ids["recording"],
+                "reason": "host_left",
+            }
+            for someone in (doctor, patient):
+                await someone.recorder.close()
+            await patient.ws.close()
+
+    run_in_own_loop(lambda: asyncio.wait_for(scenario(), 180))
+    recording = _stored(ids["recording"])
+    assert recording.status == RecordingStatus.STORED and recording.stop_reason == "host_left"
+    decoded = decode(plaintext(recording))
+    assert decoded.video_streams == 2 and decoded.video_frames > 10 and decoded.audio_frames > 10, decoded
