@@ -46,6 +46,7 @@ STOP_REASONS = (
     "participant_without_consent",
     "host_left",
     "visit_ended",
+    "recorder_failed",
 )
 
 

@@ -4,6 +4,7 @@ leaves. Thin like the rest: parse (video.protocol) → gate and write (video.rec
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from channels.db import database_sync_to_async
@@ -11,6 +12,8 @@ from channels.db import database_sync_to_async
 from video import recording as recordings
 from video.recorder import Recorder
 from video.services import ActionError
+
+logger = logging.getLogger(__name__)
 
 
 class RecordingMixin:
@@ -85,8 +88,16 @@ class RecordingMixin:
 
     async def _recorder_start(self, recording_id: str, kind: str) -> None:
         joined = self.joined
-        recorder = Recorder(recording_id=recording_id, kind=kind, layer=self.channel_layer)
-        channel = await recorder.open()
+        try:
+            recorder = Recorder(recording_id=recording_id, kind=kind, layer=self.channel_layer)
+            channel = await recorder.open()
+        except Exception:  # no scratch space, no channel: the request is withdrawn, everybody is told
+            logger.exception("the recorder could not start")
+            pushes = await database_sync_to_async(recordings.recording_stop_for)(
+                visit_id=joined.visit_id, reason="recorder_failed", recording_id=recording_id
+            )
+            await self._push(pushes)
+            return
         try:
             pushes, participants = await database_sync_to_async(recordings.recording_begin)(
                 visit_id=joined.visit_id,

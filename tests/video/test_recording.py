@@ -275,3 +275,24 @@ async def test_plaintext_left_by_a_dead_recorder_is_swept(settings):
     os.utime(scratch / "other.txt", (old, old))
     assert plaintext_sweep() == 1
     assert sorted(p.name for p in scratch.iterdir()) == ["other.txt", "rec-live.mkv"]
+
+
+async def test_a_recorder_that_cannot_start_withdraws_the_request(visit, cookies, settings, tmp_path):
+    blocked = tmp_path / "not-a-directory"
+    blocked.write_bytes(b"")
+    settings.RECORDINGS_TMP_DIR = blocked
+    doctor, patient, _doctor_id, _patient_id = await _in_call(visit, cookies)
+    await doctor.send_to(text_data=frame("recording_start", kind="audio"))
+    stopped = await receive_until(patient, "recording_stopped")
+    assert stopped["reason"] == "recorder_failed"
+    recording = await Recording.objects.aget(public_id=stopped["recording"])
+    assert recording.status == RecordingStatus.CANCELLED and recording.started_at is None
+    # Nothing is left live: a new request is possible once the problem is fixed.
+    settings.RECORDINGS_TMP_DIR = tmp_path / "scratch"
+    await doctor.send_to(text_data=frame("recording_start", kind="audio"))
+    started = await receive_until(patient, "recording_started")
+    await doctor.send_to(text_data=frame("recording_stop"))
+    await receive_until(patient, "recording_stopped")
+    await _settled(started["recording"])
+    await doctor.disconnect()
+    await patient.disconnect()
