@@ -25,7 +25,7 @@ from django.db import connection, connections, transaction
 from audit.actions import AuditAction, Outcome
 from audit.models import AuditEvent
 from records.models import ConsentKind, Decision, Encounter
-from teleconsult import crypto
+from teleconsult import crypto, keyrotation
 from tests.teleconsult.support import run_in_own_loop
 from tests.video.recording_support import (
     RecorderClient,
@@ -340,6 +340,15 @@ def test_consented_recording_across_two_processes(personas, daphnes, client, log
         "via": "care_relationship",
         "encounter": encounter.pk,
     }
+    # Key rotation covers it: the file key moves to the new data key, the file itself is untouched and decrypts.
+    before = recording_data_key_id(recording)
+    fresh = keyrotation.introduce_new_key()
+    column = next(c for c in keyrotation.encrypted_columns() if c.label == "video.Recording.file_key")
+    assert keyrotation.reencrypt_column(column) == 1
+    recording.refresh_from_db()
+    assert recording_data_key_id(recording) == fresh.pk != before
+    assert ciphertext(recording) == sealed and plaintext(recording) == media
+
     # A recording row is never deleted.
     with pytest.raises(Exception, match="never deleted"), transaction.atomic():
         Recording.objects.filter(pk=recording.pk).delete()
