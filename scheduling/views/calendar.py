@@ -154,6 +154,9 @@ def my_day(request: HttpRequest) -> HttpResponse:
     context = {
         "form": form,
         "day": day,
+        "is_today": day == now.astimezone(own_zone).date(),
+        # The live waiting list (video's websocket, served by the same ASGI application).
+        "waiting_list_socket": "/ws/waiting/",
         "appointments": appointments,
         "previous": (day - dt.timedelta(days=1)).isoformat(),
         "next": (day + dt.timedelta(days=1)).isoformat(),
