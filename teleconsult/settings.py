@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 from pathlib import Path
+from typing import Any
 
 import dj_database_url
 from django.utils.translation import gettext_lazy as _
@@ -353,7 +354,7 @@ TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 1 if PRODUCTION else 0, min
 # --- Logging: JSON with the request id in production; never personal data (SEC-6). ---
 LOG_FORMAT = env_choice("LOG_FORMAT", "json" if PRODUCTION else "text", ("json", "text"))
 LOG_LEVEL = env_choice("LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR"))
-LOGGING = {
+LOGGING: dict[str, Any] = {
     "version": 1,
     "disable_existing_loggers": False,
     "filters": {"request_id": {"()": "teleconsult.logging.RequestIdFilter"}},
@@ -457,4 +458,4 @@ NETWORK_TEST_RELAY = env_bool("NETWORK_TEST_RELAY", False)
 if NETWORK_TEST_RELAY and not _has_turn:
     raise ConfigError("NETWORK_TEST_RELAY needs a TURN server in TURN_URLS or ICE_SERVERS.")
 # aioice logs every ICE check at INFO with the caller's IP addresses, which are personal data (SEC-6).
-LOGGING["loggers"].update({"aioice": {"level": "WARNING"}, "aiortc": {"level": "WARNING"}})  # type: ignore[attr-defined]
+LOGGING["loggers"].update({"aioice": {"level": "WARNING"}, "aiortc": {"level": "WARNING"}})
