@@ -127,7 +127,7 @@ def _signed_in(user: Any, session: Any) -> User | None:
     last = session.get(LAST_ACTIVITY_KEY) if session is not None else None
     if isinstance(last, int) and time.time() - last > idle_timeout_seconds(user):
         return None
-    return user  # type: ignore[no-any-return]
+    return user
 
 
 def signed_in_user(user: Any, session: Any) -> User | None:
@@ -514,7 +514,10 @@ def visit_leave(*, visit_id: int, participant_id: int, connection: int, user: Us
 
 def _finish(visit: VisitSession, *, by: User | None, ended_at: dt.datetime, reason: str) -> list[Push]:
     if visit.encounter is not None:
-        encounter_finish(encounter=visit.encounter, by=by, ended_at=max(ended_at, visit.encounter.started_at))
+        started_at = visit.encounter.started_at
+        encounter_finish(
+            encounter=visit.encounter, by=by, ended_at=max(ended_at, started_at) if started_at else ended_at
+        )
     if visit.appointment.status in (AppointmentStatus.IN_PROGRESS, AppointmentStatus.BOOKED):
         appointment_finish_visit(appointment=visit.appointment, by=by)
     visit.status = VisitStatus.ENDED
