@@ -41,7 +41,7 @@
   var state = {
     me: null, role: null, phase: "connecting", iceServers: [], peers: new Map(), roles: new Map(),
     local: null, facing: "user", screen: null, muted: false, cameraOff: false,
-    modality: "video", forced: false, auto: false, poorRun: 0, goodRun: 0, quality: null,
+    modality: "video", modalityAuto: false, forced: false, auto: false, poorRun: 0, goodRun: 0, quality: null,
     ws: null, queue: Promise.resolve(), attempts: 0, welcomes: 0, finished: false, waiting: new Map(), mediaError: null
   };
 
@@ -245,12 +245,15 @@
 
   function publishMediaState() {
     send("media_state", { audio: !state.muted, video: outgoingVideo() !== null, screen: !!state.screen,
-      modality: state.modality });
+      modality: state.modality, auto: state.modalityAuto });
   }
 
   function setModality(modality, why) {
     if (state.modality === modality) { return; }
     state.modality = modality;
+    // Whether this page's link chose the modality (a step down or up) rather than a person: the others follow
+    // a host's choice, never a host's link (see remoteMediaState).
+    state.modalityAuto = why === "auto";
     applyVideo();
     publishMediaState();
     notice(t(modality === "audio" ? "audio_only_" + why : "video_back"));
@@ -536,9 +539,10 @@
       peer.remoteMuted = !message.audio;
       tileState(peer);
     }
-    // A practitioner's choice of audio only (or back to video) holds for the whole visit.
+    // A practitioner's choice of audio only (or back to video) holds for the whole visit; their page stepping
+    // down on its own poor link does not: each page judges its own link.
     var role = state.roles.get(message.from);
-    if ((role === "practitioner" || role === "consulted") && message.modality) {
+    if ((role === "practitioner" || role === "consulted") && message.modality && !message.auto) {
       state.forced = message.modality === "audio";
       setModality(message.modality, "host");
     }
