@@ -78,6 +78,7 @@ async def _in_call(visit, cookies):
     assert (await doctor.connect())[0]
     welcome = await receive(doctor)
     assert welcome["type"] == "welcome" and welcome["state"] == "connected" and welcome["peers"] == []
+    assert welcome["iceTransportPolicy"] == "all"  # the ICE_TRANSPORT_POLICY setting ("relay": through TURN only)
     patient = socket(visit.path, cookies["patient"])
     assert (await patient.connect())[0]
     greeting = await receive(patient)

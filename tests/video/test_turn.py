@@ -138,3 +138,20 @@ def test_bad_ice_setting_stops_start_up_naming_it(tmp_path):
     result = _run(["manage.py", "check"], {"TELECONSULT_VAR_DIR": str(tmp_path), "TURN_URLS": "turn:bad host"})
     assert result.returncode != 0
     assert "TURN_URLS" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("env", "complaint"),
+    [
+        ({"ICE_TRANSPORT_POLICY": "relay"}, "ICE_TRANSPORT_POLICY=relay needs a TURN server"),
+        ({"ICE_TRANSPORT_POLICY": "sometimes", "TURN_URLS": "turn:turn.example.pe:3478"}, "ICE_TRANSPORT_POLICY"),
+    ],
+)
+def test_relay_only_policy_needs_turn_and_a_known_value(tmp_path, env, complaint):
+    from tests.teleconsult.test_startup import _run
+
+    result = _run(["manage.py", "check"], {"TELECONSULT_VAR_DIR": str(tmp_path)} | env)
+    assert result.returncode != 0
+    assert complaint in result.stderr
+    relay = {"TELECONSULT_VAR_DIR": str(tmp_path), "ICE_TRANSPORT_POLICY": "relay", "TURN_URLS": "turn:turn.example.pe"}
+    assert _run(["manage.py", "check"], relay).returncode == 0

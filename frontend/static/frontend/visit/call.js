@@ -109,6 +109,7 @@
     state.me = message.participant;
     state.role = message.role;
     state.iceServers = message.iceServers || [];
+    state.iceTransportPolicy = message.iceTransportPolicy === "relay" ? "relay" : "all";
     root.setAttribute("data-role", state.role);
     // The server lists who waits again after every welcome: start the list afresh.
     state.waiting.clear();
@@ -376,7 +377,7 @@
   }
 
   function connectPeer(id) {
-    var pc = new RTCPeerConnection({ iceServers: state.iceServers });
+    var pc = new RTCPeerConnection({ iceServers: state.iceServers, iceTransportPolicy: state.iceTransportPolicy });
     // Perfect negotiation: the lower participant id gives way when both sides offer at once.
     var peer = { id: id, pc: pc, polite: state.me < id, makingOffer: false, ignoreOffer: false, tile: null,
       videoSender: null, framesDecoded: 0, lastLost: 0, lastReceived: 0, restartTimer: null };
