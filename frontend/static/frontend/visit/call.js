@@ -278,7 +278,20 @@
 
   function switchCamera() {
     var next = state.facing === "user" ? "environment" : "user";
-    navigator.mediaDevices.getUserMedia({ video: MEDIA.video(next) }).then(function (stream) {
+    var current = videoTrack();
+    var settings = current && current.getSettings ? current.getSettings() : {};
+    navigator.mediaDevices.enumerateDevices().then(function (devices) {
+      var cameras = devices.filter(function (device) { return device.kind === "videoinput"; });
+      // One camera: nothing to switch to (a facing mode is only a preference: the same camera would start again).
+      if (cameras.length < 2) { throw new Error("one camera"); }
+      var video = MEDIA.video(next);
+      // A phone's cameras say which way they face; cameras that do not (a laptop's, a USB one) are taken in turn.
+      if (!settings.facingMode) {
+        var at = cameras.findIndex(function (camera) { return camera.deviceId === settings.deviceId; });
+        video.deviceId = { exact: cameras[(at + 1) % cameras.length].deviceId };
+      }
+      return navigator.mediaDevices.getUserMedia({ video: video });
+    }).then(function (stream) {
       var old = videoTrack();
       var fresh = stream.getVideoTracks()[0];
       if (old) { state.local.removeTrack(old); old.stop(); }
