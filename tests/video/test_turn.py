@@ -8,6 +8,7 @@ import hashlib
 import hmac
 
 import pytest
+from django.test import override_settings
 
 from scheduling.models import ParticipantRole
 from teleconsult.config import ConfigError, env_ice_servers
@@ -66,9 +67,12 @@ def test_token_is_per_participant_opaque_and_stable(turn_settings, visit, person
     token = participant_token(patient)
     assert token == participant_token(patient)
     assert token != participant_token(practitioner)
-    # No personal data: not the row id, the DNI, the name or the e-mail.
-    for personal in (str(patient.pk), "10117410", "rosa", "quispe", personas.practitioner.email):
+    # No personal data: not the DNI, the name or the e-mail; nor an encoding of the row id: the token is keyed by
+    # the server's secret. (A short row id such as "5" may well occur among 24 base32 characters by chance.)
+    for personal in ("10117410", "rosa", "quispe", personas.practitioner.email):
         assert personal not in token
+    with override_settings(SECRET_KEY="another-server-secret-key-" * 2):
+        assert participant_token(patient) != token
     assert token.isalnum()
 
 
