@@ -447,6 +447,11 @@ if TURN_SECRET is not None and len(TURN_SECRET) < 16:
     raise ConfigError("TURN_SECRET must be at least 16 characters long.")
 # How long a participant's TURN credentials stay valid (coturn refuses them afterwards).
 TURN_CREDENTIAL_TTL = env_int("TURN_CREDENTIAL_TTL", 3600, minimum=60, maximum=86_400)
+# The call client's iceTransportPolicy: "relay" sends every visit's media through TURN (hides participants'
+# addresses from each other; for networks that only let TURN through), "all" lets ICE pick the best path.
+ICE_TRANSPORT_POLICY = env_choice("ICE_TRANSPORT_POLICY", "all", ("all", "relay"))
+if ICE_TRANSPORT_POLICY == "relay" and not _has_turn:
+    raise ConfigError("ICE_TRANSPORT_POLICY=relay needs a TURN server in TURN_URLS or ICE_SERVERS.")
 # The server-side peer of the pre-call check: how many may run at once in a process, and how long each lives.
 # A visit everybody left ends (its encounter finished with the real times) after this many seconds.
 VIDEO_EMPTY_VISIT_TIMEOUT_SECONDS = env_int("VIDEO_EMPTY_VISIT_TIMEOUT_SECONDS", 120, minimum=10)

@@ -15,6 +15,7 @@ from typing import Any
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
 from django.core.exceptions import ValidationError
 
 from scheduling.models import AppointmentParticipant, ParticipantRole
@@ -85,6 +86,7 @@ class VisitConsumer(AsyncWebsocketConsumer):
             visit=public_id,
             peers=[self._public(peer) for peer in joined.peers],
             iceServers=ice,
+            iceTransportPolicy=settings.ICE_TRANSPORT_POLICY,
         )
         if joined.state == "waiting":
             await self._send_frame("waiting")
