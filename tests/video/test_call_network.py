@@ -324,6 +324,25 @@ def _cameras(page) -> list[str]:
     )
 
 
+# A phone that holds one camera at a time (many Android phones): while a camera track it gave is live, asking
+# for another camera fails with NotReadableError. Installed in the running page, over the browser's own API.
+ONE_CAMERA_AT_A_TIME = """() => {
+  const devices = navigator.mediaDevices;
+  const native = devices.getUserMedia.bind(devices);
+  const cameras = [document.querySelector("[data-local-video]").srcObject.getVideoTracks()[0]];
+  window.tcCameraRefusals = 0;
+  devices.getUserMedia = async (constraints) => {
+    if (constraints && constraints.video && cameras.some((track) => track.readyState === "live")) {
+      window.tcCameraRefusals += 1;
+      throw new DOMException("Could not start video source", "NotReadableError");
+    }
+    const stream = await native(constraints);
+    stream.getVideoTracks().forEach((track) => cameras.push(track));
+    return stream;
+  };
+}"""
+
+
 def _switch_camera(page, to: str) -> dict:
     before = page.evaluate(LOCAL_TRACK)
     page.get_by_role("button", name="Cambiar de cámara").click()
@@ -353,6 +372,15 @@ def test_camera_switch_and_screen_share_keep_the_remote_decoding(browser, three_
         wait_for_frames(practitioner, above=frames(practitioner) + 24, side="practitioner after the switch")
         _switch_camera(patient, "fake_device_0")
         wait_for_frames(practitioner, above=frames(practitioner) + 24, side="practitioner after switching back")
+
+        # On a phone that cannot open a second camera while one is open, the switch frees the current camera
+        # first, then opens the other.
+        patient.evaluate(ONE_CAMERA_AT_A_TIME)
+        _switch_camera(patient, "fake_device_1")
+        _switch_camera(patient, "fake_device_2")
+        assert patient.evaluate("() => window.tcCameraRefusals") == 2
+        wait_for_frames(practitioner, above=frames(practitioner) + 24, side="practitioner after the phone's switch")
+        assert "otra cámara" not in patient.locator("[data-call-notice]").inner_text()
 
         # The practitioner's browser has one camera: the switch says there is no other and changes nothing.
         assert len(_cameras(practitioner)) == 1

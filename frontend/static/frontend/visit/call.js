@@ -280,6 +280,14 @@
     var next = state.facing === "user" ? "environment" : "user";
     var current = videoTrack();
     var settings = current && current.getSettings ? current.getSettings() : {};
+    function install(fresh, facing) {
+      var old = videoTrack();
+      if (old) { state.local.removeTrack(old); old.stop(); }
+      state.local.addTrack(fresh);
+      state.facing = facing;
+      fresh.enabled = !state.cameraOff;
+      applyVideo();
+    }
     navigator.mediaDevices.enumerateDevices().then(function (devices) {
       var cameras = devices.filter(function (device) { return device.kind === "videoinput"; });
       // One camera: nothing to switch to (a facing mode is only a preference: the same camera would start again).
@@ -290,15 +298,22 @@
         var at = cameras.findIndex(function (camera) { return camera.deviceId === settings.deviceId; });
         video.deviceId = { exact: cameras[(at + 1) % cameras.length].deviceId };
       }
-      return navigator.mediaDevices.getUserMedia({ video: video });
+      return navigator.mediaDevices.getUserMedia({ video: video }).catch(function (error) {
+        // Many phones cannot hold two cameras open at once (NotReadableError, AbortError): free the current one
+        // and ask again; if the other camera still does not open, put the one we had back.
+        if (!current || current.readyState !== "live" || error.name === "NotAllowedError") { throw error; }
+        current.stop();
+        return navigator.mediaDevices.getUserMedia({ video: video }).catch(function (again) {
+          var back = MEDIA.video(state.facing);
+          if (settings.deviceId) { back.deviceId = { exact: settings.deviceId }; }
+          return navigator.mediaDevices.getUserMedia({ video: back }).then(function (stream) {
+            install(stream.getVideoTracks()[0], state.facing);
+            throw again;
+          });
+        });
+      });
     }).then(function (stream) {
-      var old = videoTrack();
-      var fresh = stream.getVideoTracks()[0];
-      if (old) { state.local.removeTrack(old); old.stop(); }
-      state.local.addTrack(fresh);
-      state.facing = next;
-      fresh.enabled = !state.cameraOff;
-      applyVideo();
+      install(stream.getVideoTracks()[0], next);
     }).catch(function () { notice(t("no_other_camera")); });
   }
 
