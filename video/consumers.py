@@ -202,6 +202,7 @@ class VisitConsumer(AsyncWebsocketConsumer):
                 participant_id=joined.participant_id,
                 user=self.user,
                 modality=message.get("modality"),
+                automatic=message.get("auto") is True,
             )
             event = {k: v for k, v in message.items() if k not in ("v",)} | {"from": joined.participant_id}
             await self.channel_layer.group_send(self.group, {"type": "room.event", "event": event})

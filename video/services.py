@@ -564,8 +564,12 @@ def visits_finish_abandoned(*, now: dt.datetime | None = None) -> int:
 
 
 @transaction.atomic
-def visit_media_state(*, visit_id: int, participant_id: int, user: User | None, modality: str | None) -> bool:
-    """A participant's media changed; a change of the visit's modality goes into the encounter. True if recorded."""
+def visit_media_state(
+    *, visit_id: int, participant_id: int, user: User | None, modality: str | None, automatic: bool = False
+) -> bool:
+    """A participant's media changed; a change of the visit's modality goes into the encounter. True if recorded.
+
+    `automatic`: the client stepped down or up by itself on the link's quality (not a person's choice)."""
     if modality is None:
         return False
     visit = _lock(visit_id)
@@ -582,6 +586,7 @@ def visit_media_state(*, visit_id: int, participant_id: int, user: User | None, 
         participant=participant_id,
         modality=modality,
         previous=last.modality if last else "",
+        automatic=automatic,
     )
     return True
 

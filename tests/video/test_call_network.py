@@ -189,11 +189,14 @@ def test_shaped_link_steps_down_to_audio_and_back_up_then_ice_restarts(
         practitioner.locator("[data-peer-media]").get_by_text("(reconectando…)").wait_for(state="detached")
 
         # The visit's modality changes went into the trail: down to audio, and back to video.
-        modalities = [
-            event.details["modality"]
+        changes = [
+            (event.details["modality"], event.details["automatic"])
             for event in AuditEvent.objects.filter(action=AuditAction.VISIT_MODALITY_CHANGED).order_by("pk")
         ]
-        assert "audio" in modalities and modalities[-1] == "video", modalities
+        modalities = [modality for modality, _automatic in changes]
+        assert "audio" in modalities and modalities[-1] == "video", changes
+        # The client did it by itself, and the trail says so.
+        assert ("audio", True) in changes and changes[-1] == ("video", True), changes
     finally:
         patient.context.close()
         practitioner.context.close()

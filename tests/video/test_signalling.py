@@ -289,6 +289,10 @@ async def test_admit_starts_the_encounter_and_end_finishes_it(visit, cookies, pe
         lambda: list(encounter.modality_changes.order_by("changed_at", "pk").values_list("modality", flat=True))
     )()
     assert modalities == ["video", "audio"]
+    automatic = await database_sync_to_async(
+        lambda: AuditEvent.objects.get(action=AuditAction.VISIT_MODALITY_CHANGED).details["automatic"]
+    )()
+    assert automatic is True  # the client stepped down by itself, not a person's choice
 
     # Chat: relayed to both, stored encrypted with the encounter, audited without its text.
     await patient.send_to(text_data=frame("chat", text="Se cortó el video, doctora"))
