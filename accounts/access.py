@@ -23,6 +23,15 @@ class AccessDenied(Http404):
     """Raised for "missing" and "forbidden" alike, so a denial never reveals that something exists."""
 
 
+def request_user(request: HttpRequest) -> User:
+    """The request's user, typed as our User, for views behind login_required or role_required. An anonymous
+    user here means a view lost its decorator: refused like any other denial rather than served."""
+    user = request.user
+    if not isinstance(user, User):
+        raise AccessDenied
+    return user
+
+
 def has_role(user: Any, *roles: Role) -> bool:
     return bool(getattr(user, "is_authenticated", False)) and getattr(user, "role", None) in roles
 
@@ -46,7 +55,7 @@ def role_required(*roles: Role) -> Callable[[Callable[..., HttpResponse]], Calla
             user = request.user
             if not user.is_authenticated:
                 return redirect_to_login(request.get_full_path())
-            if user.is_staff_member and not user.is_verified():  # type: ignore[union-attr]
+            if user.is_staff_member and not user.is_verified():
                 return redirect_to_login(request.get_full_path(), login_url=reverse("accounts:otp"))
             require_role(user, *roles)
             return view(request, *args, **kwargs)

@@ -43,6 +43,15 @@ def _password_widget(autocomplete: str) -> forms.PasswordInput:
     return forms.PasswordInput(attrs={"autocomplete": autocomplete})
 
 
+def model_choice(form: forms.BaseForm, name: str) -> forms.ModelChoiceField:
+    """The form's own copy of a model-choice field, typed as one (`fields` holds plain Fields), so a view's
+    form can narrow its choices."""
+    field = form.fields[name]
+    if not isinstance(field, forms.ModelChoiceField):
+        raise TypeError(f"{name} is not a model-choice field.")
+    return field
+
+
 class OtpTokenField(forms.CharField):
     """A 6-digit code from the authenticator app or, if `allow_backup`, an 8-character backup code."""
 
@@ -201,7 +210,7 @@ class StaffCreateForm(forms.Form):
 
     def __init__(self, *args: Any, establishments: QuerySet[Establishment], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["establishments"].queryset = establishments  # type: ignore[attr-defined]
+        model_choice(self, "establishments").queryset = establishments
 
     def clean_email(self) -> str:
         email = User.objects.normalize_email(self.cleaned_data["email"]).lower()
@@ -264,4 +273,4 @@ class MembershipForm(forms.Form):
 
     def __init__(self, *args: Any, establishments: QuerySet[Establishment], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["establishment"].queryset = establishments  # type: ignore[attr-defined]
+        model_choice(self, "establishment").queryset = establishments

@@ -43,8 +43,8 @@ class StaffSessionMiddleware:
             return None
         now = int(time.time())
         last = request.session.get(LAST_ACTIVITY_KEY)
-        if isinstance(last, int) and now - last > idle_timeout_seconds(user):  # type: ignore[arg-type]
-            services.session_expired_record(user=user, idle_seconds=now - last)  # type: ignore[arg-type]
+        if isinstance(last, int) and now - last > idle_timeout_seconds(user):
+            services.session_expired_record(user=user, idle_seconds=now - last)
             logout(request)
             messages.info(request, _("Su sesión se cerró por inactividad. Ingrese de nuevo para continuar."))
             login_url = reverse("accounts:login")
@@ -54,7 +54,7 @@ class StaffSessionMiddleware:
         if not isinstance(last, int) or now - last >= ACTIVITY_RESOLUTION_SECONDS:
             touch_activity(request)
         view_name = request.resolver_match.view_name if request.resolver_match else ""
-        if user.is_staff_member and not user.is_verified() and view_name not in _UNVERIFIED_ALLOWED:  # type: ignore[union-attr]
+        if user.is_staff_member and not user.is_verified() and view_name not in _UNVERIFIED_ALLOWED:
             otp_url = reverse("accounts:otp")
             if request.method == "GET":
                 otp_url = f"{otp_url}?{urlencode({'next': request.get_full_path()})}"

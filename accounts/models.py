@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import zoneinfo
+from typing import TYPE_CHECKING
 
 from django.contrib.auth.base_user import AbstractBaseUser, BaseUserManager
 from django.contrib.auth.models import PermissionsMixin
@@ -106,6 +107,11 @@ class User(AbstractBaseUser, PermissionsMixin):
 
     def __str__(self) -> str:
         return f"user #{self.pk}"
+
+    if TYPE_CHECKING:
+        # Attached by django-otp's OTPMiddleware to the user of each request: whether this session passed the
+        # second factor. A User loaded any other way lacks it, so only request users may be asked.
+        def is_verified(self) -> bool: ...
 
     @property
     def is_staff_member(self) -> bool:

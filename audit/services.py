@@ -9,7 +9,7 @@ import json
 import re
 import uuid
 import weakref
-from typing import Any
+from typing import Any, TypedDict
 
 import psycopg
 from django.db import DEFAULT_DB_ALIAS, connections
@@ -38,6 +38,21 @@ _INSERT = (
 
 _JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 _FIELD_NAMES = [field.attname for field in AuditEvent._meta.concrete_fields]
+
+
+class Actor(TypedDict):
+    """Who acted, shaped as `record()`'s keyword arguments so callers build it once and spread it in."""
+
+    actor_user_id: int | None
+    actor_role: str
+
+
+class Subject(TypedDict, total=False):
+    """What an event is about, shaped as `record()`'s keyword arguments (each key optional, as there)."""
+
+    patient_id: int | None
+    object_type: str
+    object_id: str | int
 
 
 class AuditError(ValueError):

@@ -29,7 +29,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_http_methods
 
-from accounts.access import reauth_required, role_required
+from accounts.access import reauth_required, request_user, role_required
 from accounts.models import Establishment, Role, User
 from audit import selectors
 from audit import services as audit
@@ -94,7 +94,7 @@ class LocalDateTimeField(forms.DateTimeField):
 
     widget = forms.DateTimeInput(attrs={"type": "datetime-local", "step": "60"}, format="%Y-%m-%dT%H:%M")
 
-    def to_python(self, value: Any) -> dt.datetime | None:  # type: ignore[override]
+    def to_python(self, value: Any) -> dt.datetime | None:
         if value in self.empty_values:
             return None
         text = str(value).strip()[:32]
@@ -242,7 +242,7 @@ class _Listing:
 
 
 def _auditor(request: HttpRequest) -> User:
-    return request.user  # type: ignore[return-value]
+    return request_user(request)
 
 
 def _store_filter(request: HttpRequest, data: dict[str, str]) -> str:

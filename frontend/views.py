@@ -6,13 +6,15 @@ from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 
+from accounts.access import request_user
 from records.consent import may_start_visit
 from records.models import Patient
 
 
 @login_required
 def home(request: HttpRequest) -> HttpResponse:
-    role = request.user.role  # type: ignore[union-attr]
+    user = request_user(request)
+    role = user.role
     if role == "auditor":
         return redirect("audit:events")
     if role == "clinic_admin":
@@ -20,7 +22,7 @@ def home(request: HttpRequest) -> HttpResponse:
     context = {}
     if role == "patient":
         # A patient login linked to a patient record gets the links to their own pages.
-        patient_id = Patient.objects.filter(user_id=request.user.pk).values_list("pk", flat=True).first()
+        patient_id = Patient.objects.filter(user=user).values_list("pk", flat=True).first()
         if patient_id is not None:
             context = {"patient_linked": True, "visit_ready": may_start_visit(patient_id).allowed}
     return render(request, "frontend/home.html", context)

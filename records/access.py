@@ -71,7 +71,10 @@ def chart_for(user: User, patient_id: int, *, now: dt.datetime | None = None) ->
     """Open a patient's chart: gate, then audit the read (or the refusal) with its purpose of use."""
     decision = chart_policy(user, patient_id, now=now)
     patient = Patient.objects.filter(pk=patient_id).first() if decision else None
-    actor = {"actor_user_id": getattr(user, "pk", None), "actor_role": getattr(user, "role", "") or "anonymous"}
+    actor: audit.Actor = {
+        "actor_user_id": getattr(user, "pk", None),
+        "actor_role": getattr(user, "role", "") or "anonymous",
+    }
     if decision is None or patient is None:
         audit.record(
             action=AuditAction.CHART_ACCESS_DENIED,
@@ -280,7 +283,7 @@ def note_for(user: User, note_id: int, *, to_edit: bool = False) -> ClinicalNote
             allowed = not to_edit or note.status == NoteStatus.SIGNED or note.author_id == user.pk
     else:
         allowed = False
-    if not allowed:
+    if note is None or not allowed:
         raise _deny(user, patient_id=note.patient_id if note else None, object_type="note", object_id=note_id)
     audit.record(
         action=AuditAction.NOTE_VIEWED,

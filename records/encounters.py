@@ -6,8 +6,7 @@ Scheduling and video call these; records never imports them, so an appointment i
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Iterable, Sequence
 
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
@@ -38,7 +37,7 @@ CARE_AFTER_ENCOUNTER = dt.timedelta(days=30)
 Participant = tuple[User, str, Establishment | None]
 
 
-def _actor(by: User | None) -> dict[str, Any]:
+def _actor(by: User | None) -> audit.Actor:
     return {"actor_user_id": by.pk if by else None, "actor_role": by.role if by else "system"}
 
 
@@ -94,7 +93,7 @@ def _create(
     modality_planned: str,
     origin_establishment: Establishment,
     consulted_establishment: Establishment | None,
-    participants: list[Participant],
+    participants: Sequence[Participant],
     by: User,
 ) -> Encounter:
     _check_choice(service_type, ServiceType, "service_type")
@@ -148,7 +147,7 @@ def encounter_start(
     modality_planned: str,
     origin_establishment: Establishment,
     consulted_establishment: Establishment | None = None,
-    participants: list[Participant],
+    participants: Sequence[Participant],
     by: User,
 ) -> Encounter:
     """Start the encounter of an appointment when its visit begins. Idempotent per appointment: a second

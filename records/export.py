@@ -62,7 +62,8 @@ def _encounters(patient: Patient) -> list[dict[str, Any]]:
     rows = []
     for encounter in encounters:
         participants = list(encounter.participants.all())
-        names = {p.user_id: p.full_name for p in participants}
+        # Keyed so a note without a signer (signed_by_id None) looks up like any other.
+        names: dict[int | None, str] = {p.user_id: p.full_name for p in participants}
         rows.append(
             {
                 "id": encounter.pk,
@@ -104,7 +105,7 @@ def _encounters(patient: Patient) -> list[dict[str, Any]]:
                             for a in note.amendments.all()
                         ],
                     }
-                    for note in encounter.signed_notes  # type: ignore[attr-defined]
+                    for note in encounter.signed_notes
                 ],
             }
         )

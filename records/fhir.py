@@ -7,7 +7,8 @@ from fhir.resources.R4B.consent import Consent
 from records.models import ConsentDecision, ConsentKind, Decision
 
 # Scope per HL7's consentscope code system: privacy for data use, treatment for care itself.
-_SCOPE = {
+# Keyed by the stored kind (ConsentKind members are those strings).
+_SCOPE: dict[str, str] = {
     ConsentKind.TELEMEDICINE: "treatment",
     ConsentKind.DATA_PROCESSING: "patient-privacy",
     ConsentKind.RECORDING_VIDEO: "patient-privacy",

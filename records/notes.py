@@ -26,13 +26,12 @@ import json
 import re
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
-from django.utils.functional import Promise
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
@@ -48,6 +47,9 @@ from records.models import (
     NoteTemplate,
 )
 
+if TYPE_CHECKING:
+    from django.utils.functional import _StrPromise
+
 SHORT_TEXT = 200
 LONG_TEXT = 10_000
 MAX_DIAGNOSES = 20
@@ -56,13 +58,13 @@ MAX_PRESCRIPTIONS = 30
 
 @dataclass(frozen=True)
 class Text:
-    label: Promise
+    label: _StrPromise
     max_length: int = LONG_TEXT
 
 
 @dataclass(frozen=True)
 class Number:
-    label: Promise
+    label: _StrPromise
     minimum: float
     maximum: float
     integer: bool = False
@@ -70,18 +72,18 @@ class Number:
 
 @dataclass(frozen=True)
 class Flag:
-    label: Promise
+    label: _StrPromise
 
 
 @dataclass(frozen=True)
 class Group:
-    label: Promise
+    label: _StrPromise
     fields: dict[str, Any]
 
 
 @dataclass(frozen=True)
 class Items:
-    label: Promise
+    label: _StrPromise
     item: Group
     max_items: int
 

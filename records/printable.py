@@ -376,7 +376,7 @@ def _age(birth_date: dt.date, on: dt.date) -> str:
 
 
 # The document printed on the record when a patient has several: the national one first.
-_DOCUMENT_PREFERENCE = [DocumentType.DNI, DocumentType.FOREIGNER_CARD, DocumentType.PASSPORT]
+_DOCUMENT_PREFERENCE: list[str] = [DocumentType.DNI, DocumentType.FOREIGNER_CARD, DocumentType.PASSPORT]
 
 
 def _document(patient: Patient) -> str:
@@ -478,6 +478,8 @@ def printable_encounter(note: ClinicalNote) -> PrintableEncounter:
 def encounter_pdf(*, note: ClinicalNote) -> bytes:
     """The signed PDF of a signed note, signed with its signer's key and certificate. Callers gate and audit."""
     data = printable_encounter(note)
+    if note.signed_by is None:
+        raise ValueError("Only a signed note has a signed PDF.")
     key, certificate, chain = practitioner_signing_material(note.signed_by)
     return sign_pdf(
         render_encounter_pdf(data),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from functools import lru_cache
+from typing import TYPE_CHECKING, TypedDict
 
 import holidays
 from django.core.exceptions import ValidationError
@@ -18,6 +19,9 @@ from audit import services as audit
 from audit.actions import AuditAction, Purpose
 from records.models import DataRightsRequest, Patient, RightsKind, RightsStatus
 from records.models.rights import OPEN_STATUSES
+
+if TYPE_CHECKING:
+    from django_stubs_ext import WithAnnotations
 
 # Business days the law gives to answer: access 20, the other rights 10.
 ANSWER_DAYS = {RightsKind.ACCESS: 20}
@@ -140,7 +144,12 @@ def rights_request_resolve(
     return locked
 
 
-def rights_queue(*, today: dt.date | None = None) -> QuerySet[DataRightsRequest]:
+class QueueAnnotations(TypedDict):
+    effective_due: dt.date
+    overdue: bool
+
+
+def rights_queue(*, today: dt.date | None = None) -> QuerySet[WithAnnotations[DataRightsRequest, QueueAnnotations]]:
     """Open requests, most urgent first, each annotated with whether it is overdue."""
     today = today or _lima_date(timezone.now())
     due = Coalesce("extended_due_date", "due_date")

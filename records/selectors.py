@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from django.db.models import QuerySet
 from django.utils.translation import gettext_lazy as _
@@ -12,6 +13,9 @@ from accounts.models import User
 from records.identifiers import document_lookup, normalise_document
 from records.models import Patient
 from records.services import search_name
+
+if TYPE_CHECKING:
+    from django.utils.functional import _StrOrPromise
 
 
 def patient_by_document(document_type: str, number: str, issuing_country: str = "PER") -> Patient | None:
@@ -98,6 +102,7 @@ def record_access_log(patient: Patient, *, limit: int = 200) -> list[AccessLogEn
     entries = []
     for event in events:
         user = users.get(event.actor_user_id)
+        who: _StrOrPromise
         if user is None:
             who = _("El sistema")
         elif user.pk == patient.user_id:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import inspect
 import json
 from typing import Any
 
@@ -28,6 +27,7 @@ from django.utils.translation import gettext as _
 from accounts.models import PractitionerProfile, Role, User
 from audit import services as audit
 from audit.actions import AuditAction, Purpose
+from records.medications import Alert, unacknowledged_alerts
 from records.models import (
     ClinicalNote,
     EncounterParticipant,
@@ -380,17 +380,8 @@ def _require_fresh_second_factor(reauthenticated: bool) -> None:
         )
 
 
-def _unacknowledged_alerts(note: ClinicalNote, content: dict[str, Any]) -> list[Any]:
-    try:
-        from records import medications
-    except ImportError:
-        return []
-    check = medications.unacknowledged_alerts
-    # The medications module works on plain data (note id, patient, the note's prescriptions); the shared
-    # contract named a single `note` argument. Accept either until the two are reconciled.
-    if "note_id" in inspect.signature(check).parameters:
-        return list(check(note_id=note.pk, patient=note.patient, prescriptions=content["prescriptions"]))
-    return list(check(note))
+def _unacknowledged_alerts(note: ClinicalNote, content: dict[str, Any]) -> list[tuple[str, Alert]]:
+    return unacknowledged_alerts(note_id=note.pk, patient=note.patient, prescriptions=content["prescriptions"])
 
 
 @transaction.atomic

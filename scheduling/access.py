@@ -70,7 +70,10 @@ def appointment_for(user: User, public_id: uuid.UUID | str, *, to_change: bool =
         if key is not None
         else None
     )
-    actor = {"actor_user_id": getattr(user, "pk", None), "actor_role": getattr(user, "role", "") or "anonymous"}
+    actor: audit.Actor = {
+        "actor_user_id": getattr(user, "pk", None),
+        "actor_role": getattr(user, "role", "") or "anonymous",
+    }
     if appointment is None or (to_change and not _may_change(user, appointment)):
         audit.record(
             action=AuditAction.APPOINTMENT_ACCESS_DENIED,

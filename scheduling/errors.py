@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import TYPE_CHECKING
 
 from django.core.exceptions import ValidationError
 from django.utils.translation import gettext_lazy as _
+
+if TYPE_CHECKING:
+    from django.utils.functional import _StrOrPromise
 
 
 class SchedulingError(ValidationError):
     default_message = _("No se pudo completar la operación de agenda.")
     default_code = "scheduling_error"
 
-    def __init__(self, message: object = None, code: str | None = None) -> None:
+    def __init__(self, message: _StrOrPromise | None = None, code: str | None = None) -> None:
         super().__init__(message or self.default_message, code=code or self.default_code)
 
 

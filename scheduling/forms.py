@@ -16,6 +16,7 @@ from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from django.utils.translation import gettext_lazy as _
 
+from accounts.forms import model_choice
 from accounts.models import Establishment, User
 from scheduling.models import CancelReason, ExceptionKind, Modality, ServiceType, VisitType, Weekday
 
@@ -31,6 +32,21 @@ class _Form(forms.Form):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("label_suffix", "")
         super().__init__(*args, **kwargs)
+
+
+class PractitionerChoiceField(forms.ModelChoiceField):
+    def label_from_instance(self, obj: User) -> str:
+        return obj.full_name
+
+
+class VisitTypeChoiceField(forms.ModelChoiceField):
+    def label_from_instance(self, obj: VisitType) -> str:
+        return f"{obj.name} · {obj.specialty} ({obj.duration_minutes} min)"
+
+
+class VisitTypesChoiceField(forms.ModelMultipleChoiceField):
+    def label_from_instance(self, obj: VisitType) -> str:
+        return f"{obj.name} ({obj.duration_minutes} min)"
 
 
 def _short(value: Any, limit: int = 40) -> Any:
@@ -96,7 +112,7 @@ class UtcInstantField(forms.CharField):
         kwargs.setdefault("error_messages", {"required": _("Elija un horario de la lista.")})
         super().__init__(**kwargs)
 
-    def clean(self, value: Any) -> dt.datetime | None:  # type: ignore[override]
+    def clean(self, value: Any) -> dt.datetime | None:
         text = super().clean(value)
         if not text:
             return None
@@ -138,7 +154,7 @@ class CalendarForm(_Form):
         empty_label=None,
         error_messages=_choice_error(_("Elija uno de sus establecimientos.")),
     )
-    practitioner = forms.ModelChoiceField(
+    practitioner = PractitionerChoiceField(
         label=_("Profesional"),
         queryset=User.objects.none(),
         required=False,
@@ -152,9 +168,8 @@ class CalendarForm(_Form):
         self, *args: Any, establishments: QuerySet[Establishment], practitioners: QuerySet[User], **kwargs: Any
     ):
         super().__init__(*args, **kwargs)
-        self.fields["establishment"].queryset = establishments
-        self.fields["practitioner"].queryset = practitioners
-        self.fields["practitioner"].label_from_instance = lambda user: user.full_name
+        model_choice(self, "establishment").queryset = establishments
+        model_choice(self, "practitioner").queryset = practitioners
 
 
 class DayForm(_Form):
@@ -172,19 +187,17 @@ class EstablishmentChoiceForm(_Form):
 
     def __init__(self, *args: Any, establishments: QuerySet[Establishment], **kwargs: Any):
         super().__init__(*args, **kwargs)
-        self.fields["establishment"].queryset = establishments
+        model_choice(self, "establishment").queryset = establishments
 
 
-def _practitioner_field(label: Any, *, required: bool = True) -> forms.ModelChoiceField:
-    field = forms.ModelChoiceField(
+def _practitioner_field(label: Any, *, required: bool = True) -> PractitionerChoiceField:
+    return PractitionerChoiceField(
         label=label,
         queryset=User.objects.none(),
         required=required,
         empty_label=_("— Elija —") if required else _("— Ninguno —"),
         error_messages=_choice_error(_("Elija un profesional de la lista.")),
     )
-    field.label_from_instance = lambda user: user.full_name  # type: ignore[method-assign]
-    return field
 
 
 class _RangeMixin:
@@ -202,7 +215,7 @@ class _RangeMixin:
 class SlotSearchForm(_RangeMixin, _Form):
     """Step two of booking: what and with whom, and over which days to look for free times."""
 
-    visit_type = forms.ModelChoiceField(
+    visit_type = VisitTypeChoiceField(
         label=_("Tipo de cita"),
         queryset=VisitType.objects.none(),
         empty_label=_("— Elija —"),
@@ -214,12 +227,10 @@ class SlotSearchForm(_RangeMixin, _Form):
 
     def __init__(self, *args: Any, visit_types: QuerySet[VisitType], practitioners: QuerySet[User], **kwargs: Any):
         super().__init__(*args, **kwargs)
-        self.fields["visit_type"].queryset = visit_types
-        self.fields["visit_type"].label_from_instance = lambda vt: (
-            f"{vt.name} · {vt.specialty} ({vt.duration_minutes} min)"
-        )
-        self.fields["practitioner"].queryset = practitioners
-        self.fields["practitioner"].empty_label = _("Cualquier profesional de la especialidad")
+        model_choice(self, "visit_type").queryset = visit_types
+        practitioner = model_choice(self, "practitioner")
+        practitioner.queryset = practitioners
+        practitioner.empty_label = _("Cualquier profesional de la especialidad")
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
@@ -235,7 +246,7 @@ class SlotChoiceForm(_Form):
 
 
 class InterconsultationSearchForm(_RangeMixin, _Form):
-    visit_type = forms.ModelChoiceField(
+    visit_type = VisitTypeChoiceField(
         label=_("Tipo de cita"),
         queryset=VisitType.objects.none(),
         empty_label=_("— Elija —"),
@@ -270,15 +281,12 @@ class InterconsultationSearchForm(_RangeMixin, _Form):
         **kwargs: Any,
     ):
         super().__init__(*args, **kwargs)
-        self.fields["visit_type"].queryset = visit_types
-        self.fields["visit_type"].label_from_instance = lambda vt: (
-            f"{vt.name} · {vt.specialty} ({vt.duration_minutes} min)"
-        )
-        self.fields["requesting_establishment"].queryset = own_establishments
-        self.fields["consulted_establishment"].queryset = all_establishments
-        self.fields["requesting"].queryset = practitioners
-        self.fields["consulted"].queryset = practitioners
-        self.fields["interpreter"].queryset = staff
+        model_choice(self, "visit_type").queryset = visit_types
+        model_choice(self, "requesting_establishment").queryset = own_establishments
+        model_choice(self, "consulted_establishment").queryset = all_establishments
+        model_choice(self, "requesting").queryset = practitioners
+        model_choice(self, "consulted").queryset = practitioners
+        model_choice(self, "interpreter").queryset = staff
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
@@ -353,7 +361,7 @@ class AvailabilityRuleForm(_Form):
     end_time = TimeField(label=_("Hasta (hora)"))
     valid_from = DateField(label=_("Vigente desde"))
     valid_until = DateField(label=_("Vigente hasta (opcional)"), required=False)
-    visit_types = forms.ModelMultipleChoiceField(
+    visit_types = VisitTypesChoiceField(
         label=_("Tipos de cita"),
         queryset=VisitType.objects.none(),
         widget=forms.CheckboxSelectMultiple,
@@ -366,9 +374,8 @@ class AvailabilityRuleForm(_Form):
 
     def __init__(self, *args: Any, establishments: QuerySet[Establishment], visit_types: QuerySet[VisitType], **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["establishment"].queryset = establishments
-        self.fields["visit_types"].queryset = visit_types
-        self.fields["visit_types"].label_from_instance = lambda vt: f"{vt.name} ({vt.duration_minutes} min)"
+        model_choice(self, "establishment").queryset = establishments
+        model_choice(self, "visit_types").queryset = visit_types
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
@@ -415,7 +422,7 @@ class AvailabilityExceptionForm(_Form):
 
     def __init__(self, *args: Any, establishments: QuerySet[Establishment], **kwargs: Any):
         super().__init__(*args, **kwargs)
-        self.fields["establishment"].queryset = establishments
+        model_choice(self, "establishment").queryset = establishments
         self.establishments = establishments
 
     def clean_time_zone(self) -> str:
@@ -489,7 +496,7 @@ class VisitTypeForm(_Form):
 
     def __init__(self, *args: Any, establishments: QuerySet[Establishment], editing: VisitType | None = None, **kw):
         super().__init__(*args, **kw)
-        self.fields["establishment"].queryset = establishments
+        model_choice(self, "establishment").queryset = establishments
         self.editing = editing
         if editing is not None:
             # A visit type stays at its establishment: appointments and rules point to it.

@@ -45,7 +45,7 @@ def token_digest(token: str) -> str:
     return hashlib.sha256(token.encode("ascii", "ignore")).hexdigest()
 
 
-def _actor(by: User | None) -> dict[str, object]:
+def _actor(by: User | None) -> audit.Actor:
     return {"actor_user_id": by.pk if by else None, "actor_role": by.role if by else "system"}
 
 
@@ -103,7 +103,7 @@ RECOVERY_WINDOW = dt.timedelta(minutes=30)
 _OPEN_STATUSES = (AppointmentStatus.BOOKED, AppointmentStatus.IN_PROGRESS)
 
 
-def _patient_audit(link: JoinLink) -> dict[str, object]:
+def _patient_audit(link: JoinLink) -> audit.Subject:
     return {
         "patient_id": link.participant.appointment.patient_id,
         "object_type": "join_link",
@@ -121,7 +121,7 @@ def join_link_window(appointment: Appointment) -> tuple[dt.datetime, dt.datetime
 def _refuse(reason: str, link: JoinLink | None = None) -> None:
     # Written outside any transaction of ours so the refusal stays in the trail when the caller's error
     # response is sent; the token never goes in (only which link, when one matched).
-    extra = _patient_audit(link) if link else {"object_type": "join_link"}
+    extra: audit.Subject = _patient_audit(link) if link else {"object_type": "join_link"}
     audit.record(action=AuditAction.JOIN_LINK_REFUSED, outcome=Outcome.DENIED, details={"reason": reason}, **extra)
 
 

@@ -72,7 +72,7 @@ class Seat:
         return user_calendar(self.user.pk)
 
 
-def _actor(by: User | None) -> dict[str, object]:
+def _actor(by: User | None) -> audit.Actor:
     return {"actor_user_id": by.pk if by else None, "actor_role": by.role if by else "system"}
 
 

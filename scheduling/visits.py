@@ -12,7 +12,7 @@ from scheduling.errors import NotChangeable
 from scheduling.models import Appointment, AppointmentStatus
 
 
-def _actor(by: User | None) -> dict[str, object]:
+def _actor(by: User | None) -> audit.Actor:
     return {"actor_user_id": by.pk if by else None, "actor_role": by.role if by else "system"}
 
 

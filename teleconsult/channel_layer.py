@@ -28,7 +28,7 @@ class PooledRedisChannelLayer(RedisChannelLayer):
         host = dict(self.hosts[index])
         if "address" not in host:
             # Sentinel or host/port dicts keep the library's own pool (not used by our settings).
-            return super().create_pool(index)  # type: ignore[no-any-return]
+            return super().create_pool(index)
         address = host.pop("address")
         return BlockingConnectionPool.from_url(
             address, max_connections=self.max_connections, timeout=self.pool_timeout, **host

@@ -20,7 +20,7 @@ import struct
 import threading
 import time
 import unicodedata
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -28,6 +28,10 @@ from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils.module_loading import import_string
+
+if TYPE_CHECKING:
+    # Only the type: the methods import the model when they run, as models may not be loadable yet here.
+    from teleconsult.models import DataKey
 
 logger = logging.getLogger(__name__)
 
@@ -143,7 +147,7 @@ class Keyring:
             self._active_checked = time.monotonic()
         return row.pk
 
-    def _create_first_key(self):  # type: ignore[no-untyped-def]
+    def _create_first_key(self) -> DataKey:
         from teleconsult.models import DataKey, DataKeyStatus
 
         kek_id, wrapped = self.keks.wrap(AESGCM.generate_key(bit_length=256))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 from dataclasses import dataclass
+from typing import NotRequired, TypedDict
 from urllib.parse import quote, urlencode
 
 DEMO_PASSWORD = "teleconsult-demo"
@@ -245,8 +246,20 @@ def sign_in_lines() -> list[str]:
 
 DEMO_COORDINATOR = "coordinacion@demo.test"
 
+
+class VisitTypeFields(TypedDict):
+    """The keyword arguments `visit_type_create` takes besides the establishment and who creates it."""
+
+    name: str
+    specialty: str
+    service_type: str
+    modality: str
+    duration_minutes: int
+    buffer_minutes: NotRequired[int]
+
+
 # (key, establishment key, visit type fields)
-VISIT_TYPES = (
+VISIT_TYPES: tuple[tuple[str, str, VisitTypeFields], ...] = (
     ("general", "home", {"name": "Teleconsulta de medicina general", "specialty": "Medicina general",
                          "service_type": "teleconsulta", "modality": "video", "duration_minutes": 20,
                          "buffer_minutes": 5}),

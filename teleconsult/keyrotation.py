@@ -30,7 +30,7 @@ class EncryptedColumn:
 
     @property
     def column(self) -> str:
-        return self.field.column
+        return _column(self.field)
 
 
 def encrypted_columns() -> list[EncryptedColumn]:
@@ -40,6 +40,14 @@ def encrypted_columns() -> list[EncryptedColumn]:
             if isinstance(field, EncryptedTextField):
                 found.append(EncryptedColumn(model, field))
     return found
+
+
+def _column(field: models.Field) -> str:
+    # Only fields without a column of their own (relations seen from the other side) have None here;
+    # every field this module touches is a concrete one.
+    if field.column is None:
+        raise ValueError(f"{field} has no database column.")
+    return field.column
 
 
 def _key_bytes(key_id: int) -> bytes:
@@ -89,11 +97,11 @@ def active_key() -> DataKey:
 
 
 def _batches(column: EncryptedColumn, key_id: int, batch_size: int) -> Iterator[list[int]]:
-    last_pk: object = None
-    pk_column = column.model._meta.pk.column
+    last_pk: int | None = None
+    pk_column = _column(column.model._meta.pk)
     while True:
         clause = f"AND {_qn(pk_column)} > %s " if last_pk is not None else ""
-        params: list[object] = [_key_bytes(key_id)]
+        params: list[bytes | int] = [_key_bytes(key_id)]
         if last_pk is not None:
             params.append(last_pk)
         params.append(batch_size)

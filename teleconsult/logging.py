@@ -108,7 +108,7 @@ class TextFormatter(logging.Formatter):
 class JsonFormatter(_JsonFormatter):
     """One JSON object per line for production: time, level, logger, message, request id, safe extras."""
 
-    def formatException(self, ei: Any) -> str:  # type: ignore[override]
+    def formatException(self, ei: Any) -> str:
         return safe_traceback(ei)
 
     def format(self, record: logging.LogRecord) -> str:

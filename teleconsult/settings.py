@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 from pathlib import Path
+from typing import Any
 
 import dj_database_url
 from django.utils.translation import gettext_lazy as _
@@ -362,7 +363,7 @@ TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 1 if PRODUCTION else 0, min
 # --- Logging: JSON with the request id in production; never personal data (SEC-6). ---
 LOG_FORMAT = env_choice("LOG_FORMAT", "json" if PRODUCTION else "text", ("json", "text"))
 LOG_LEVEL = env_choice("LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR"))
-LOGGING = {
+LOGGING: dict[str, Any] = {
     "version": 1,
     "disable_existing_loggers": False,
     "filters": {"request_id": {"()": "teleconsult.logging.RequestIdFilter"}},
@@ -455,6 +456,11 @@ if TURN_SECRET is not None and len(TURN_SECRET) < 16:
     raise ConfigError("TURN_SECRET must be at least 16 characters long.")
 # How long a participant's TURN credentials stay valid (coturn refuses them afterwards).
 TURN_CREDENTIAL_TTL = env_int("TURN_CREDENTIAL_TTL", 3600, minimum=60, maximum=86_400)
+# The call client's iceTransportPolicy: "relay" sends every visit's media through TURN (hides participants'
+# addresses from each other; for networks that only let TURN through), "all" lets ICE pick the best path.
+ICE_TRANSPORT_POLICY = env_choice("ICE_TRANSPORT_POLICY", "all", ("all", "relay"))
+if ICE_TRANSPORT_POLICY == "relay" and not _has_turn:
+    raise ConfigError("ICE_TRANSPORT_POLICY=relay needs a TURN server in TURN_URLS or ICE_SERVERS.")
 # The server-side peer of the pre-call check: how many may run at once in a process, and how long each lives.
 # A visit everybody left ends (its encounter finished with the real times) after this many seconds.
 VIDEO_EMPTY_VISIT_TIMEOUT_SECONDS = env_int("VIDEO_EMPTY_VISIT_TIMEOUT_SECONDS", 120, minimum=10)
@@ -472,4 +478,4 @@ NETWORK_TEST_RELAY = env_bool("NETWORK_TEST_RELAY", False)
 if NETWORK_TEST_RELAY and not _has_turn:
     raise ConfigError("NETWORK_TEST_RELAY needs a TURN server in TURN_URLS or ICE_SERVERS.")
 # aioice logs every ICE check at INFO with the caller's IP addresses, which are personal data (SEC-6).
-LOGGING["loggers"].update({"aioice": {"level": "WARNING"}, "aiortc": {"level": "WARNING"}})  # type: ignore[attr-defined]
+LOGGING["loggers"].update({"aioice": {"level": "WARNING"}, "aiortc": {"level": "WARNING"}})

@@ -15,6 +15,7 @@ from typing import Any
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
 from django.core.exceptions import ValidationError
 
 from scheduling.models import AppointmentParticipant, ParticipantRole
@@ -95,6 +96,7 @@ class VisitConsumer(RecordingMixin, AsyncWebsocketConsumer):
             visit=public_id,
             peers=[self._public(peer) for peer in joined.peers],
             iceServers=ice,
+            iceTransportPolicy=settings.ICE_TRANSPORT_POLICY,
         )
         if joined.state == "waiting":
             await self._send_frame("waiting")
@@ -212,6 +214,7 @@ class VisitConsumer(RecordingMixin, AsyncWebsocketConsumer):
                 participant_id=joined.participant_id,
                 user=self.user,
                 modality=message.get("modality"),
+                automatic=message.get("auto") is True,
             )
             event = {k: v for k, v in message.items() if k not in ("v",)} | {"from": joined.participant_id}
             await self.channel_layer.group_send(self.group, {"type": "room.event", "event": event})

@@ -229,6 +229,9 @@ class NetworkTestPeer:
 
     async def answer(self, offer: RTCSessionDescription) -> RTCSessionDescription:
         await self.pc.setRemoteDescription(offer)
+        if not self.pc.getTransceivers() and self.pc.sctp is None:
+            # A description with no media and no data channel (a bare "v=0" parses): nothing to echo or measure.
+            raise ValueError("the offer has no media and no data channel")
         await self.pc.setLocalDescription(await self.pc.createAnswer())
         return self.pc.localDescription
 

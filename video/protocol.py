@@ -102,6 +102,7 @@ _SCHEMA: dict[str, dict[str, tuple[str, bool, int]]] = {
         "video": ("bool", True, 0),
         "screen": ("bool", False, 0),
         "modality": ("modality", False, 0),
+        "auto": ("bool", False, 0),  # the modality was the sender's link's doing, not a person's choice
     },
     "quality": {
         "rtt_ms": ("number", False, 0),

@@ -58,6 +58,14 @@ def practitioner_group(user_id: int) -> str:
     return f"video.practitioner.{user_id}"
 
 
+def _waiting_over(appointment: Appointment) -> list[Push]:
+    """Tell the hosts' day lists that someone stopped waiting (admitted, declined or gone)."""
+    return [
+        Push({"type": "visit.waiting_over", "appointment": str(appointment.public_id)}, group=practitioner_group(uid))
+        for uid in _hosts_user_ids(appointment)
+    ]
+
+
 class Refused(Exception):
     """The connection or action is refused; the consumer closes with `code`."""
 
@@ -119,7 +127,12 @@ def _signed_in(user: Any, session: Any) -> User | None:
     last = session.get(LAST_ACTIVITY_KEY) if session is not None else None
     if isinstance(last, int) and time.time() - last > idle_timeout_seconds(user):
         return None
-    return user  # type: ignore[no-any-return]
+    return user
+
+
+def signed_in_user(user: Any, session: Any) -> User | None:
+    """The websocket's signed-in user if the session still counts (active, second factor for staff, not idle)."""
+    return _signed_in(user, session)
 
 
 def visit_participant_for(*, public_id: str, user: Any, session: Any) -> tuple[AppointmentParticipant, User | None]:
@@ -411,6 +424,7 @@ def visit_admit(*, visit_id: int, by_participant_id: int, user: User, participan
     _audit(AuditAction.VISIT_ADMITTED, visit.appointment, user, participant=participant_id, by=host.pk)
     role = presence.participant.role
     return [
+        *_waiting_over(visit.appointment),
         Push({"type": "room.admitted", "connection": presence.connection}, channel=presence.channel_name),
         Push(
             {
@@ -439,6 +453,7 @@ def visit_decline(*, visit_id: int, by_participant_id: int, user: User, particip
     presence.save(update_fields=["state", "channel_name"])
     _audit(AuditAction.VISIT_DECLINED, visit.appointment, user, participant=participant_id, by=host.pk)
     return [
+        *_waiting_over(visit.appointment),
         Push({"type": "room.declined", "connection": presence.connection}, channel=channel),
         Push(
             {"type": "room.event", "event": {"type": "peer_left", "participant": participant_id}},
@@ -463,6 +478,7 @@ def visit_leave(*, visit_id: int, participant_id: int, connection: int, user: Us
     if presence is None or presence.connection != connection or presence.state not in LIVE_STATES:
         return Left([], False)
     now = timezone.now()
+    was_waiting = presence.state == PresenceState.WAITING
     # Dropped (not left on purpose) after being let in: may come back without waiting again (a reconnect).
     admitted = presence.state == PresenceState.CONNECTED and visit.status == VisitStatus.IN_PROGRESS
     presence.state = PresenceState.ADMITTED if admitted and not explicit else PresenceState.LEFT
@@ -486,10 +502,11 @@ def visit_leave(*, visit_id: int, participant_id: int, connection: int, user: Us
     )
     return Left(
         [
+            *(_waiting_over(visit.appointment) if was_waiting else []),
             Push(
                 {"type": "room.event", "event": {"type": "peer_left", "participant": participant_id}},
                 group=visit_group(visit.pk),
-            )
+            ),
         ],
         empty,
     )
@@ -500,7 +517,10 @@ def _finish(visit: VisitSession, *, by: User | None, ended_at: dt.datetime, reas
 
     recording_pushes = recordings_stop_for_ended_visit(visit)
     if visit.encounter is not None:
-        encounter_finish(encounter=visit.encounter, by=by, ended_at=max(ended_at, visit.encounter.started_at))
+        started_at = visit.encounter.started_at
+        encounter_finish(
+            encounter=visit.encounter, by=by, ended_at=max(ended_at, started_at) if started_at else ended_at
+        )
     if visit.appointment.status in (AppointmentStatus.IN_PROGRESS, AppointmentStatus.BOOKED):
         appointment_finish_visit(appointment=visit.appointment, by=by)
     visit.status = VisitStatus.ENDED
@@ -547,8 +567,12 @@ def visits_finish_abandoned(*, now: dt.datetime | None = None) -> int:
 
 
 @transaction.atomic
-def visit_media_state(*, visit_id: int, participant_id: int, user: User | None, modality: str | None) -> bool:
-    """A participant's media changed; a change of the visit's modality goes into the encounter. True if recorded."""
+def visit_media_state(
+    *, visit_id: int, participant_id: int, user: User | None, modality: str | None, automatic: bool = False
+) -> bool:
+    """A participant's media changed; a change of the visit's modality goes into the encounter. True if recorded.
+
+    `automatic`: the client stepped down or up by itself on the link's quality (not a person's choice)."""
     if modality is None:
         return False
     visit = _lock(visit_id)
@@ -565,6 +589,7 @@ def visit_media_state(*, visit_id: int, participant_id: int, user: User | None, 
         participant=participant_id,
         modality=modality,
         previous=last.modality if last else "",
+        automatic=automatic,
     )
     return True
 

@@ -13,7 +13,7 @@ from audit import services as audit
 from audit.actions import AuditAction
 
 
-def _actor(user: User | None) -> dict[str, object]:
+def _actor(user: User | None) -> audit.Actor:
     if user is None:
         return {"actor_user_id": None, "actor_role": "system"}
     return {"actor_user_id": user.pk, "actor_role": user.role}

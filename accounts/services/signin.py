@@ -44,13 +44,13 @@ class CheckResult:
         return self.status == Status.OK
 
 
-def _actor(user: User | None) -> dict[str, object]:
+def _actor(user: User | None) -> audit.Actor:
     if user is None:
         return {"actor_user_id": None, "actor_role": ""}
     return {"actor_user_id": user.pk, "actor_role": user.role}
 
 
-def _subject(user: User | None) -> dict[str, object]:
+def _subject(user: User | None) -> audit.Subject:
     return {"object_type": "user", "object_id": user.pk} if user is not None else {}
 
 
@@ -99,7 +99,7 @@ def signin_check_password(*, email: str, password: str, address: str) -> CheckRe
     user = authenticate(None, email=throttle.normalise_email(email), password=password)
     locked = throttle.locked_scopes(keys)
     if user is not None and not locked:
-        return CheckResult(Status.OK, user=user)  # type: ignore[arg-type]
+        return CheckResult(Status.OK, user=user)
     known = selectors.user_by_email(email)
     if locked:
         return CheckResult(_record_locked(user=known, action=AuditAction.SIGNIN_FAILED, scopes=locked))

@@ -13,8 +13,8 @@ from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_http_methods
 
 from accounts import selectors, services
+from accounts.access import request_user
 from accounts.forms import PasswordChangeForm
-from accounts.models import User
 from accounts.services.signin import Status
 from accounts.views._common import client_address, end_locked
 
@@ -24,7 +24,7 @@ from accounts.views._common import client_address, end_locked
 @sensitive_post_parameters("current_password", "new_password", "new_password_again")
 @require_http_methods(["GET", "POST"])
 def security_view(request: HttpRequest) -> HttpResponse:
-    user: User = request.user  # type: ignore[assignment]
+    user = request_user(request)
     form = PasswordChangeForm(request.POST if request.method == "POST" else None, user=user)
     status = 200
     if form.is_valid():

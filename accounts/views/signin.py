@@ -19,7 +19,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 from django_otp import login as otp_login
 
 from accounts import selectors, services, signin_state
-from accounts.access import mark_reauthenticated, reauthenticated_recently
+from accounts.access import mark_reauthenticated, reauthenticated_recently, request_user
 from accounts.forms import BackupCodeForm, EnrolForm, OtpForm, ReauthForm, SignInForm
 from accounts.models import User
 from accounts.services.signin import Status, device_kind
@@ -41,7 +41,7 @@ def _second_factor_subject(request: HttpRequest) -> tuple[User | None, bool]:
     if pending is not None:
         return pending, True
     if request.user.is_authenticated:
-        return request.user, False  # type: ignore[return-value]
+        return request.user, False
     return None, False
 
 
@@ -51,7 +51,7 @@ def _second_factor_subject(request: HttpRequest) -> tuple[User | None, bool]:
 def login_view(request: HttpRequest) -> HttpResponse:
     next_url = requested_next(request)
     user = request.user
-    if user.is_authenticated and (not user.is_staff_member or user.is_verified()):  # type: ignore[union-attr]
+    if user.is_authenticated and (not user.is_staff_member or user.is_verified()):
         return redirect(safe_next(request, next_url))
     form = SignInForm(request.POST if request.method == "POST" else None)
     status = 200
@@ -60,7 +60,8 @@ def login_view(request: HttpRequest) -> HttpResponse:
             email=form.cleaned_data["email"], password=form.cleaned_data["password"], address=client_address(request)
         )
         if result.ok:
-            return _after_password(request, result.user, next_url)  # type: ignore[arg-type]
+            assert result.user is not None  # an OK result always carries the user
+            return _after_password(request, result.user, next_url)
         form.add_error(None, LOCKED_OUT if result.status == Status.LOCKED else SIGNIN_FAILED)
         status = 429 if result.status == Status.LOCKED else 200
     elif form.is_bound:
@@ -85,7 +86,7 @@ def otp_view(request: HttpRequest) -> HttpResponse:
     next_url = requested_next(request)
     if subject is None:
         return redirect(_with_next(reverse("accounts:login"), next_url))
-    if not pending and subject.is_verified():  # type: ignore[attr-defined]
+    if not pending and subject.is_verified():
         return redirect(safe_next(request, next_url))
     if not selectors.has_confirmed_authenticator(subject):
         return redirect(_with_next(reverse("accounts:otp_enrol"), next_url))
@@ -106,8 +107,8 @@ def otp_view(request: HttpRequest) -> HttpResponse:
                 signin_state.complete_signin(request, subject, result.device)
             else:
                 otp_login(request, result.device)
-            services.signin_record_success(user=subject, second_factor=device_kind(result.device))  # type: ignore[arg-type]
-            if device_kind(result.device) == "backup_code":  # type: ignore[arg-type]
+            services.signin_record_success(user=subject, second_factor=device_kind(result.device))
+            if device_kind(result.device) == "backup_code":
                 remaining = selectors.backup_codes_remaining(subject)
                 messages.warning(
                     request,
@@ -139,7 +140,7 @@ def otp_enrol_view(request: HttpRequest) -> HttpResponse:
     if subject is None:
         return redirect(_with_next(reverse("accounts:login"), next_url))
     if selectors.has_confirmed_authenticator(subject):
-        if pending or not subject.is_verified():  # type: ignore[attr-defined]
+        if pending or not subject.is_verified():
             return redirect(_with_next(reverse("accounts:otp"), next_url))
         return redirect("accounts:security")
     device = services.totp_device_start(user=subject)
@@ -180,7 +181,7 @@ def otp_enrol_view(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_http_methods(["GET", "POST"])
 def backup_codes_view(request: HttpRequest) -> HttpResponse:
-    user: User = request.user  # type: ignore[assignment]
+    user = request_user(request)
     has_authenticator = selectors.has_confirmed_authenticator(user)
     if request.method == "POST":
         if not has_authenticator:
@@ -206,7 +207,7 @@ def backup_codes_view(request: HttpRequest) -> HttpResponse:
 @sensitive_post_parameters("password")
 @require_http_methods(["GET", "POST"])
 def reauth_view(request: HttpRequest) -> HttpResponse:
-    user: User = request.user  # type: ignore[assignment]
+    user = request_user(request)
     next_url = requested_next(request)
     needs_code = selectors.has_confirmed_authenticator(user)
     form = ReauthForm(request.POST if request.method == "POST" else None, needs_code=needs_code)
@@ -233,7 +234,7 @@ def reauth_view(request: HttpRequest) -> HttpResponse:
 @require_POST
 def logout_view(request: HttpRequest) -> HttpResponse:
     if request.user.is_authenticated:
-        services.signout_record(user=request.user)  # type: ignore[arg-type]
+        services.signout_record(user=request.user)
     logout(request)  # flushes the session, half-way sign-in state included
     messages.success(request, _("Cerró sesión."))
     return redirect("accounts:login")

@@ -13,13 +13,13 @@ from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_http_methods, require_POST
 
 from accounts import selectors, services
-from accounts.access import role_required, staff_member_for
+from accounts.access import request_user, role_required, staff_member_for
 from accounts.forms import MembershipForm, RoleForm, StaffCreateForm
 from accounts.models import Role, User
 
 
 def _admin(request: HttpRequest) -> User:
-    return request.user  # type: ignore[return-value]
+    return request_user(request)
 
 
 @role_required(Role.CLINIC_ADMIN)

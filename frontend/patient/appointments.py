@@ -23,6 +23,7 @@ from django.utils.translation import gettext_lazy
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from accounts.access import request_user
 from accounts.models import Establishment, Role, User
 from audit import services as audit
 from audit.actions import AuditAction, Purpose
@@ -201,7 +202,7 @@ def hold(request: HttpRequest, patient: Patient) -> HttpResponse:
             practitioner=practitioner,
             patient=patient,
             start=form.cleaned_data["start"],
-            booked_by=request.user,  # type: ignore[arg-type]
+            booked_by=request_user(request),
         )
     except ParticipantBusy:
         message = _("Usted ya tiene otra cita a esa hora. Elija otro horario, por favor.")
@@ -225,7 +226,7 @@ def _slots_url(specialty: str) -> str:
 @patient_page
 def confirm(request: HttpRequest, patient: Patient, public_id: UUID) -> HttpResponse:
     """Step 4: confirm the held slot before the hold runs out."""
-    appointment = appointment_for(request.user, public_id, to_change=True)  # type: ignore[arg-type]
+    appointment = appointment_for(request_user(request), public_id, to_change=True)
     specialty = appointment.visit_type.specialty
     if appointment.status == AppointmentStatus.BOOKED:
         return redirect("mine:appointments")
@@ -244,7 +245,7 @@ def confirm(request: HttpRequest, patient: Patient, public_id: UUID) -> HttpResp
     }
     if request.method == "POST" and not expired:
         try:
-            appointment_confirm(appointment=appointment, by=request.user)  # type: ignore[arg-type]
+            appointment_confirm(appointment=appointment, by=request_user(request))
         except HoldExpired:
             expired = True
         except ValidationError as error:
@@ -276,7 +277,7 @@ def _practitioner_name(appointment: Appointment) -> str:
 @patient_page
 def cancel(request: HttpRequest, patient: Patient, public_id: UUID) -> HttpResponse:
     """Cancel with a confirmation step; the reason is the patient's request, with their words if they wish."""
-    appointment = appointment_for(request.user, public_id, to_change=True)  # type: ignore[arg-type]
+    appointment = appointment_for(request_user(request), public_id, to_change=True)
     if appointment.status not in (AppointmentStatus.BOOKED, AppointmentStatus.HELD):
         messages.info(request, _("Esta cita ya no se puede cancelar."))
         return redirect("mine:appointments")
@@ -294,7 +295,7 @@ def cancel(request: HttpRequest, patient: Patient, public_id: UUID) -> HttpRespo
                 appointment=appointment,
                 reason=CancelReason.PATIENT_REQUEST,
                 note=form.cleaned_data["note"],
-                by=request.user,  # type: ignore[arg-type]
+                by=request_user(request),
             )
         except ValidationError as error:
             form.add_error(None, error.messages)
@@ -309,7 +310,7 @@ def cancel(request: HttpRequest, patient: Patient, public_id: UUID) -> HttpRespo
 @patient_page
 def reschedule(request: HttpRequest, patient: Patient, public_id: UUID) -> HttpResponse:
     """Pick a new slot of the same visit type; the old time is freed only if the new one is booked."""
-    appointment = appointment_for(request.user, public_id, to_change=True)  # type: ignore[arg-type]
+    appointment = appointment_for(request_user(request), public_id, to_change=True)
     if appointment.status != AppointmentStatus.BOOKED or appointment.start <= timezone.now():
         messages.info(request, _("Esta cita ya no se puede cambiar de horario."))
         return redirect("mine:appointments")
@@ -334,7 +335,7 @@ def reschedule(request: HttpRequest, patient: Patient, public_id: UUID) -> HttpR
         appointment_reschedule(
             appointment=appointment,
             start=form.cleaned_data["start"],
-            by=request.user,  # type: ignore[arg-type]
+            by=request_user(request),
             practitioner=chosen[1],
         )
     except ParticipantBusy:

@@ -12,7 +12,7 @@ from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 
-from accounts.access import AccessDenied, role_required
+from accounts.access import AccessDenied, request_user, role_required
 from accounts.models import Role
 from records.models import Patient
 
@@ -21,7 +21,7 @@ ADULT_AGE = 18
 
 def own_patient(request: HttpRequest) -> Patient:
     """The patient record linked to the signed-in login. A login without one gets the same 404 as anyone else."""
-    patient = Patient.objects.filter(user_id=request.user.pk).first()
+    patient = Patient.objects.filter(user=request_user(request)).first()
     if patient is None:
         raise AccessDenied
     return patient

@@ -16,6 +16,7 @@ from django.utils.translation import gettext_lazy
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods
 
+from accounts.access import request_user
 from frontend.patient.common import content_language, is_minor, patient_page, safe_next, source_address, user_agent
 from frontend.patient.forms import ConsentForm, RevokeForm, VisitConsentForm
 from records.consent import (
@@ -190,7 +191,7 @@ def consent_capture(request: HttpRequest, patient: Patient, kind: str) -> HttpRe
                 decision=Decision.GRANT,
                 method=ConsentMethod(data["method"]),
                 shown_sha256=data["shown_sha256"],
-                actor=request.user,  # type: ignore[arg-type]
+                actor=request_user(request),
                 typed_name="" if drawn else data["typed_name"],
                 signature_data_url=data["signature"] if drawn else "",
                 representative=_representative(form),
@@ -262,7 +263,7 @@ def visit_consents(request: HttpRequest, patient: Patient) -> HttpResponse:
                         decision=Decision.GRANT,
                         method=ConsentMethod.TYPED_NAME,
                         shown_sha256=data[f"{kind.value}_sha256"],
-                        actor=request.user,  # type: ignore[arg-type]
+                        actor=request_user(request),
                         typed_name=data["typed_name"],
                         representative=_representative(form),
                         source_address=source_address(request),
@@ -313,7 +314,7 @@ def consent_revoke(request: HttpRequest, patient: Patient, kind: str) -> HttpRes
                 decision=Decision.REVOKE,
                 method=ConsentMethod.TYPED_NAME,
                 shown_sha256=document.text_sha256,
-                actor=request.user,  # type: ignore[arg-type]
+                actor=request_user(request),
                 typed_name=data["typed_name"],
                 representative=_representative(form),
                 source_address=source_address(request),

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django import forms
 from django.utils.translation import gettext_lazy as _
 
 from records.models import ConsentMethod, RightsKind, RightsStatus
+
+if TYPE_CHECKING:
+    from django.utils.functional import _StrPromise
 
 SHA256_LENGTH = 64
 
@@ -18,14 +21,15 @@ RELATIONSHIPS = (
     ("other", _("Otro representante legal")),
 )
 
-RIGHT_NAMES = {
+# Keyed by the stored values (the enum members are those strings), as rows read from the database hold them.
+RIGHT_NAMES: dict[str, _StrPromise] = {
     RightsKind.ACCESS: _("Acceso"),
     RightsKind.RECTIFICATION: _("Rectificación"),
     RightsKind.CANCELLATION: _("Cancelación"),
     RightsKind.OPPOSITION: _("Oposición"),
     RightsKind.PORTABILITY: _("Portabilidad"),
 }
-STATUS_WORDS = {
+STATUS_WORDS: dict[str, _StrPromise] = {
     RightsStatus.RECEIVED: _("Recibida"),
     RightsStatus.IN_PROGRESS: _("En trámite"),
     RightsStatus.WAITING: _("En espera"),
@@ -48,7 +52,7 @@ class _HiddenFieldsReported(forms.Form):
 
     def clean(self) -> dict[str, Any] | None:
         cleaned = super().clean()
-        if any(name in self._errors for name, field in self.fields.items() if field.widget.is_hidden):
+        if any(name in self.errors for name, field in self.fields.items() if field.widget.is_hidden):
             raise forms.ValidationError(
                 _("Faltan datos del texto que leyó. Vuelva a cargar la página e inténtelo de nuevo."), code="hidden"
             )

@@ -12,7 +12,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods
 
-from accounts.access import reauth_required
+from accounts.access import reauth_required, request_user
 from frontend.patient.common import patient_page
 from frontend.patient.forms import RIGHT_NAMES, STATUS_WORDS, RightsRequestForm
 from records.models import DataRightsRequest, Patient, RightsKind
@@ -51,7 +51,7 @@ def rights_requests(request: HttpRequest, patient: Patient) -> HttpResponse:
                 patient=patient,
                 kind=RightsKind(form.cleaned_data["kind"]),
                 description=form.cleaned_data["description"],
-                filed_by=request.user,  # type: ignore[arg-type]
+                filed_by=request_user(request),
             )
         except ValidationError as error:
             form.add_error("description" if error.code in ("description_required", "too_long") else None, error)
@@ -91,7 +91,7 @@ def export(request: HttpRequest, patient: Patient, fmt: str) -> HttpResponse:
     """My own data as a file; records.rights.patient_export checks ownership again and audits the export."""
     if fmt not in EXPORT_FILENAMES:
         raise Http404
-    content, content_type = patient_export(user=request.user, patient_id=patient.pk, fmt=fmt)  # type: ignore[arg-type]
+    content, content_type = patient_export(user=request_user(request), patient_id=patient.pk, fmt=fmt)
     response = HttpResponse(content, content_type=content_type)
     # A fixed name: the file name must not carry the patient's name or identifiers (it lands in download lists).
     response["Content-Disposition"] = f'attachment; filename="{EXPORT_FILENAMES[fmt]}"'

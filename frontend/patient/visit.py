@@ -28,6 +28,7 @@ from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from accounts.access import AccessDenied
+from accounts.models import User
 from audit import services as audit
 from audit.actions import AuditAction
 from frontend.patient.appointments import appointment_times
@@ -252,9 +253,9 @@ def join_status(request: HttpRequest) -> HttpResponse:
     if code not in OUTCOME_WORDS:
         code = "unknown"
     opens_at = None
-    if code == "not_open_yet" and outcome.get("opens_at"):  # type: ignore[union-attr]
+    if code == "not_open_yet" and outcome.get("opens_at"):
         try:
-            opens_at = dt.datetime.fromisoformat(outcome["opens_at"])  # type: ignore[index]
+            opens_at = dt.datetime.fromisoformat(outcome["opens_at"])
         except ValueError:
             opens_at = None
     title, text = OUTCOME_WORDS[code]
@@ -399,7 +400,8 @@ def consents(request: HttpRequest, public_id: UUID) -> HttpResponse:
     form = VisitConsentForm(request.POST, minor=minor)
     if form.is_valid():
         data = form.cleaned_data
-        actor = request.user if _is_own(viewer.participant, request.user) else None
+        user = request.user
+        actor = user if isinstance(user, User) and _is_own(viewer.participant, user) else None
         try:
             with transaction.atomic():
                 for kind, doc in ((ConsentKind.TELEMEDICINE, tele), (ConsentKind.DATA_PROCESSING, data_doc)):
@@ -412,7 +414,7 @@ def consents(request: HttpRequest, public_id: UUID) -> HttpResponse:
                         decision=Decision.GRANT,
                         method=ConsentMethod.TYPED_NAME,
                         shown_sha256=data[f"{kind.value}_sha256"],
-                        actor=actor,  # type: ignore[arg-type]
+                        actor=actor,
                         typed_name=data["typed_name"],
                         representative=_representative(form),
                         source_address=source_address(request),

@@ -17,7 +17,8 @@ from django.utils.translation import gettext_lazy as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
-from accounts.models import Profession, User
+from accounts.access import request_user
+from accounts.models import Profession
 from audit import services as audit
 from audit.actions import AuditAction, Purpose
 from frontend.patient.common import patient_page
@@ -107,7 +108,7 @@ def _signed_notes() -> Prefetch:
 @patient_page
 @require_GET
 def my_visits(request: HttpRequest, patient: Patient) -> HttpResponse:
-    user: User = request.user  # type: ignore[assignment]
+    user = request_user(request)
     chart_for(user, patient.pk)  # the gate: audits the read of my own record
     encounters = list(
         Encounter.objects.filter(patient=patient, status=EncounterStatus.FINISHED)
@@ -203,7 +204,7 @@ def readable_note(content: dict[str, Any]) -> dict[str, Any]:
 @require_GET
 def visit_note(request: HttpRequest, patient: Patient, note_id: int) -> HttpResponse:
     # The gate: only my own signed notes; anything else is the same 404 (and a denied-access audit event).
-    note = note_for(request.user, note_id)  # type: ignore[arg-type]
+    note = note_for(request_user(request), note_id)
     encounter = (
         Encounter.objects.select_related("origin_establishment", "consulted_establishment")
         .prefetch_related("participants")
@@ -233,7 +234,7 @@ def visit_note(request: HttpRequest, patient: Patient, note_id: int) -> HttpResp
 @patient_page
 @require_GET
 def my_prescriptions(request: HttpRequest, patient: Patient) -> HttpResponse:
-    user: User = request.user  # type: ignore[assignment]
+    user = request_user(request)
     chart_for(user, patient.pk)
     notes = list(
         ClinicalNote.objects.filter(patient=patient, status=NoteStatus.SIGNED)
@@ -271,7 +272,7 @@ def my_prescriptions(request: HttpRequest, patient: Patient) -> HttpResponse:
 @require_GET
 def visit_note_pdf(request: HttpRequest, patient: Patient, note_id: int) -> HttpResponse:
     """The signed PDF of one of my visits; records.printable gates (my own signed note) and audits the download."""
-    content = encounter_pdf_for_download(user=request.user, note_id=note_id)  # type: ignore[arg-type]
+    content = encounter_pdf_for_download(user=request_user(request), note_id=note_id)
     note = (
         ClinicalNote.objects.select_related("encounter__origin_establishment")
         .only(

@@ -3,6 +3,8 @@ opposition and portability, each with a legal due date in Peruvian business days
 
 from __future__ import annotations
 
+import datetime as dt
+
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
@@ -63,5 +65,5 @@ class DataRightsRequest(models.Model):
         return f"{self.kind} request #{self.pk} ({self.status})"
 
     @property
-    def effective_due_date(self):  # type: ignore[no-untyped-def]
+    def effective_due_date(self) -> dt.date:
         return self.extended_due_date or self.due_date

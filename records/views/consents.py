@@ -10,8 +10,8 @@ from django.shortcuts import redirect, render
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_http_methods
 
-from accounts.access import role_required
-from accounts.models import Role, User
+from accounts.access import request_user, role_required
+from accounts.models import Role
 from records.consent import consent_document_publish
 from records.forms import ConsentPublishForm
 from records.models import ConsentDocument, ConsentKind
@@ -35,7 +35,7 @@ def consent_documents(request: HttpRequest) -> HttpResponse:
 @role_required(Role.CLINIC_ADMIN)
 @require_http_methods(["GET", "POST"])
 def consent_document_new(request: HttpRequest) -> HttpResponse:
-    user: User = request.user  # type: ignore[assignment]
+    user = request_user(request)
     initial_kind = request.GET.get("kind") if request.GET.get("kind") in ConsentKind.values else None
     form = ConsentPublishForm(
         request.POST if request.method == "POST" else None, initial={"kind": initial_kind} if initial_kind else None

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.core.exceptions import ValidationError
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
@@ -16,7 +16,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_http_methods, require_POST
 
-from accounts.access import AccessDenied, role_required
+from accounts.access import AccessDenied, request_user, role_required
 from accounts.models import Establishment, Role, User
 from audit import services as audit
 from audit.actions import AuditAction, Purpose
@@ -60,10 +60,10 @@ CONSENT_STATE_LABELS = {
 
 
 def _user(request: HttpRequest) -> User:
-    return request.user  # type: ignore[return-value]
+    return request_user(request)
 
 
-def _establishments(user: User):  # type: ignore[no-untyped-def]
+def _establishments(user: User) -> QuerySet[Establishment]:
     return Establishment.objects.filter(memberships__user=user, is_active=True).distinct().order_by("name")
 
 

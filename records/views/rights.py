@@ -11,7 +11,7 @@ from django.utils import formats
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_http_methods, require_POST
 
-from accounts.access import AccessDenied, role_required
+from accounts.access import AccessDenied, request_user, role_required
 from accounts.models import Role, User
 from audit import services as audit
 from audit.actions import AuditAction, Purpose
@@ -25,7 +25,7 @@ from records.rights import rights_queue, rights_request_extend, rights_request_r
 
 
 def _user(request: HttpRequest) -> User:
-    return request.user  # type: ignore[return-value]
+    return request_user(request)
 
 
 @role_required(Role.CLINIC_ADMIN, Role.COORDINATOR)
@@ -54,7 +54,7 @@ def rights_queue_view(request: HttpRequest) -> HttpResponse:
         actor_role=user.role,
         details={"requests": [r.pk for r in requests][:100]},
     )
-    overdue = sum(1 for r in requests if r.overdue)  # type: ignore[attr-defined]
+    overdue = sum(1 for r in requests if r.overdue)
     return render(request, "records/rights_queue.html", {"requests": requests, "overdue": overdue})
 
 

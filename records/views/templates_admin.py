@@ -17,8 +17,8 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_http_methods, require_POST
 
-from accounts.access import role_required
-from accounts.models import PractitionerProfile, Role, User
+from accounts.access import request_user, role_required
+from accounts.models import PractitionerProfile, Role
 from records.models import NoteTemplate
 from records.notes import NOTE_SECTIONS, Text, template_create, template_update
 
@@ -78,6 +78,7 @@ class NoteTemplateForm(forms.Form):
         super().__init__(*args, **kwargs)
         for name in ("specialty", "name"):
             field = self.fields[name]
+            assert isinstance(field, forms.CharField)  # declared above
             field.error_messages["max_length"] = _("«%(label)s» admite hasta %(max)d caracteres.") % {
                 "label": field.label,
                 "max": field.max_length,
@@ -129,7 +130,7 @@ class NoteTemplateForm(forms.Form):
 
     def sections(self) -> list[dict[str, Any]]:
         """The section fields for the page, each with the legend of its group when it starts one."""
-        rows = []
+        rows: list[dict[str, Any]] = []
         for path, _spec in TEXT_SECTIONS:
             group = path.split(".")[0] if "." in path else ""
             rows.append({"field": self[field_name(path)], "group": group})
@@ -181,7 +182,7 @@ def note_templates(request: HttpRequest) -> HttpResponse:
 @role_required(Role.CLINIC_ADMIN)
 @require_http_methods(["GET", "POST"])
 def note_template_new(request: HttpRequest) -> HttpResponse:
-    user: User = request.user  # type: ignore[assignment]
+    user = request_user(request)
     form = NoteTemplateForm(request.POST if request.method == "POST" else None)
     if form.is_bound and form.is_valid():
         try:
@@ -202,7 +203,7 @@ def note_template_new(request: HttpRequest) -> HttpResponse:
 @role_required(Role.CLINIC_ADMIN)
 @require_http_methods(["GET", "POST"])
 def note_template_edit(request: HttpRequest, template_id: int) -> HttpResponse:
-    user: User = request.user  # type: ignore[assignment]
+    user = request_user(request)
     template = _template(template_id)
     form = NoteTemplateForm(request.POST if request.method == "POST" else None, initial=_initial(template))
     if form.is_bound and form.is_valid():
@@ -223,7 +224,7 @@ def note_template_edit(request: HttpRequest, template_id: int) -> HttpResponse:
 
 
 def _set_active(request: HttpRequest, template_id: int, *, active: bool) -> HttpResponse:
-    user: User = request.user  # type: ignore[assignment]
+    user = request_user(request)
     template = template_update(template=_template(template_id), by=user, is_active=active)
     if active:
         messages.success(request, _("Plantilla «%(name)s» activada de nuevo.") % {"name": template.name})

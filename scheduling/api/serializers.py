@@ -197,9 +197,9 @@ class ParticipantSerializer(serializers.ModelSerializer):
         fields = ["role", "user", "name", "establishment"]
 
     def get_name(self, participant: AppointmentParticipant) -> str:
-        if participant.user_id is not None:
-            return participant.user.full_name
-        return ""
+        # No query for a seat without a user: a null foreign key reads as None directly.
+        user = participant.user
+        return user.full_name if user is not None else ""
 
 
 class PatientBriefSerializer(serializers.Serializer):
@@ -247,7 +247,7 @@ class AppointmentSerializer(serializers.ModelSerializer):
     def get_participants(self, appointment: Appointment) -> list[dict[str, Any]]:
         # Active participants only: a reschedule or cancellation leaves inactive rows behind.
         rows = [p for p in appointment.participants.all() if p.active or not appointment.is_active]
-        return ParticipantSerializer(rows, many=True).data  # type: ignore[return-value]
+        return ParticipantSerializer(rows, many=True).data
 
     @extend_schema_field(CancellationSerializer(allow_null=True))
     def get_cancellation(self, appointment: Appointment) -> dict[str, Any] | None:

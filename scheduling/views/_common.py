@@ -5,10 +5,12 @@ from __future__ import annotations
 import datetime as dt
 import zoneinfo
 from collections.abc import Iterable
+from typing import TYPE_CHECKING, TypedDict, cast
 
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
+from accounts.access import request_user
 from accounts.models import Establishment, Role, User
 from audit import services as audit
 from audit.actions import AuditAction, Purpose
@@ -16,12 +18,15 @@ from scheduling import selectors
 from scheduling.access import establishments_for
 from scheduling.models import Appointment
 
+if TYPE_CHECKING:
+    from django_stubs_ext import WithAnnotations
+
 BOOKERS = (Role.COORDINATOR, Role.CLINIC_ADMIN)
 DEFAULT_ZONE = "America/Lima"
 
 
 def user_of(request: HttpRequest) -> User:
-    return request.user  # type: ignore[return-value]
+    return request_user(request)
 
 
 def zone(name: str | None) -> zoneinfo.ZoneInfo:
@@ -39,18 +44,30 @@ def viewer_zone(user: User, establishment_zone: str) -> zoneinfo.ZoneInfo | None
     return zone(own)
 
 
-def with_local_times(appointments: Iterable[Appointment], viewer: User) -> list[Appointment]:
+class ShownTimes(TypedDict):
+    local_start: dt.datetime
+    local_end: dt.datetime
+    viewer_start: dt.datetime | None
+    viewer_end: dt.datetime | None
+    viewer_zone: str
+
+
+def with_local_times(
+    appointments: Iterable[Appointment], viewer: User
+) -> list[WithAnnotations[Appointment, ShownTimes]]:
     """Attach the times to show (SCH-6): `local_start/local_end` in the establishment's zone and, when the
     viewer's own zone differs, `viewer_start/viewer_end` and its name."""
     result = []
     for appointment in appointments:
         times = selectors.local_times(appointment, viewer)
-        appointment.local_start = times.start  # type: ignore[attr-defined]
-        appointment.local_end = times.end  # type: ignore[attr-defined]
-        appointment.viewer_start = times.viewer_start  # type: ignore[attr-defined]
-        appointment.viewer_end = times.viewer_end  # type: ignore[attr-defined]
-        appointment.viewer_zone = times.viewer_zone or ""  # type: ignore[attr-defined]
-        result.append(appointment)
+        # The same instance, typed with the attributes set on it just below.
+        shown = cast("WithAnnotations[Appointment, ShownTimes]", appointment)
+        shown.local_start = times.start
+        shown.local_end = times.end
+        shown.viewer_start = times.viewer_start
+        shown.viewer_end = times.viewer_end
+        shown.viewer_zone = times.viewer_zone or ""
+        result.append(shown)
     return result
 
 

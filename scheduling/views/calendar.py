@@ -108,8 +108,8 @@ def today(request: HttpRequest) -> HttpResponse:
         row.appointment.late = row.late  # type: ignore[attr-defined]
     appointments = with_local_times([row.appointment for row in rows], user)
     record_calendar_read(user, appointments=appointments, view="today", establishment=establishment)
-    waiting = [a for a in appointments if a.waiting]
-    late = [a for a in appointments if a.late]
+    waiting = [a for a, row in zip(appointments, rows, strict=True) if row.waiting]
+    late = [a for a, row in zip(appointments, rows, strict=True) if row.late]
     shown = {a.pk for a in waiting} | {a.pk for a in late}
     upcoming = [a for a in appointments if a.pk not in shown and a.status in ACTIVE_STATUSES and a.start >= now]
     closed = [a for a in appointments if a.pk not in shown and a not in upcoming]
@@ -154,6 +154,9 @@ def my_day(request: HttpRequest) -> HttpResponse:
     context = {
         "form": form,
         "day": day,
+        "is_today": day == now.astimezone(own_zone).date(),
+        # The live waiting list (video's websocket, served by the same ASGI application).
+        "waiting_list_socket": "/ws/waiting/",
         "appointments": appointments,
         "previous": (day - dt.timedelta(days=1)).isoformat(),
         "next": (day + dt.timedelta(days=1)).isoformat(),

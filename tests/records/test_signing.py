@@ -5,6 +5,7 @@ import datetime as dt
 import hashlib
 import json
 
+import psycopg
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -148,6 +149,28 @@ def test_a_signed_note_is_locked_in_the_database(signed, statement):
         # Deferred foreign-key checks of this test's own inserts would block TRUNCATE before the trigger.
         cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
         cursor.execute(statement.format(id=signed.pk))
+    assert verify_note(ClinicalNote.objects.get(pk=signed.pk))
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("flag", [None, "", "off"], ids=["never set", "empty", "off"])
+def test_a_signed_note_is_locked_in_a_fresh_session(signed, flag):
+    """In a session that never set teleconsult.rekey, current_setting() is NULL, not '': the lock holds there
+    too (it once did not: NOT (NULL AND true) is NULL and did not raise)."""
+    settings = connection.settings_dict
+    with psycopg.connect(
+        host=settings["HOST"] or "127.0.0.1",
+        port=settings["PORT"] or 5432,
+        user=settings["USER"],
+        password=settings["PASSWORD"] or None,
+        dbname=settings["NAME"],
+    ) as fresh:
+        if flag is not None:
+            fresh.execute(f"SET teleconsult.rekey = '{flag}'")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="never changed"):
+            fresh.execute(
+                "UPDATE records_clinicalnote SET content = content || '\\x00'::bytea WHERE id = %s", [signed.pk]
+            )
     assert verify_note(ClinicalNote.objects.get(pk=signed.pk))
 
 

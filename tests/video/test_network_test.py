@@ -170,6 +170,12 @@ def test_post_without_csrf_token_is_refused(server, personas):
         (b'{"sdp": "v=0", "type": "answer"}', "wrong_type"),
         (b'{"sdp": 5, "type": "offer"}', "malformed"),
         (b'{"sdp": "hello", "type": "offer"}', "malformed"),
+        # Parses, but offers nothing to echo or measure (no media, no data channel).
+        (b'{"sdp": "v=0", "type": "offer"}', "malformed"),
+        (
+            json.dumps({"sdp": "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\n", "type": "offer"}).encode(),
+            "malformed",
+        ),
         (json.dumps({"sdp": "v=0\r\n" + "a=x\r\n" * MAX_SDP_CHARS, "type": "offer"}).encode(), "too_large"),
     ],
 )

@@ -78,6 +78,7 @@ async def _in_call(visit, cookies):
     assert (await doctor.connect())[0]
     welcome = await receive(doctor)
     assert welcome["type"] == "welcome" and welcome["state"] == "connected" and welcome["peers"] == []
+    assert welcome["iceTransportPolicy"] == "all"  # the ICE_TRANSPORT_POLICY setting ("relay": through TURN only)
     patient = socket(visit.path, cookies["patient"])
     assert (await patient.connect())[0]
     greeting = await receive(patient)
@@ -178,6 +179,7 @@ async def test_a_foreign_origin_is_refused_before_the_handshake(visit, cookies, 
         (frame("offer", to=3), CloseCode.MALFORMED),
         (frame("chat", text="hola", html="<b>"), CloseCode.MALFORMED),
         (frame("media_state", audio=True, video=False, modality="fax"), CloseCode.MALFORMED),
+        (frame("media_state", audio=True, video=False, modality="audio", auto="yes"), CloseCode.MALFORMED),
         (frame("offer", to=3, sdp="x" * (MAX_SDP + 1)), CloseCode.TOO_LARGE),
         (frame("ice", to=3, candidate="c" * 2049), CloseCode.TOO_LARGE),
         (frame("chat", text="a" * (MAX_CHAT + 1)), CloseCode.TOO_LARGE),
@@ -280,13 +282,17 @@ async def test_admit_starts_the_encounter_and_end_finishes_it(visit, cookies, pe
     assert ice == {"v": 1, "type": "ice", "candidate": "", "sdpMid": "0", "sdpMLineIndex": 0, "from": doctor_id}
 
     # The link got poor: audio only, recorded in the encounter; the other side hears of it.
-    await patient.send_to(text_data=frame("media_state", audio=True, video=False, modality="audio"))
+    await patient.send_to(text_data=frame("media_state", audio=True, video=False, modality="audio", auto=True))
     state = await receive_until(doctor, "media_state")
-    assert state["from"] == patient_id and state["modality"] == "audio"
+    assert state["from"] == patient_id and state["modality"] == "audio" and state["auto"] is True
     modalities = await database_sync_to_async(
         lambda: list(encounter.modality_changes.order_by("changed_at", "pk").values_list("modality", flat=True))
     )()
     assert modalities == ["video", "audio"]
+    automatic = await database_sync_to_async(
+        lambda: AuditEvent.objects.get(action=AuditAction.VISIT_MODALITY_CHANGED).details["automatic"]
+    )()
+    assert automatic is True  # the client stepped down by itself, not a person's choice
 
     # Chat: relayed to both, stored encrypted with the encounter, audited without its text.
     await patient.send_to(text_data=frame("chat", text="Se cortó el video, doctora"))

@@ -8,6 +8,7 @@ import hashlib
 import hmac
 
 import pytest
+from django.test import override_settings
 
 from scheduling.models import ParticipantRole
 from teleconsult.config import ConfigError, env_ice_servers
@@ -66,9 +67,12 @@ def test_token_is_per_participant_opaque_and_stable(turn_settings, visit, person
     token = participant_token(patient)
     assert token == participant_token(patient)
     assert token != participant_token(practitioner)
-    # No personal data: not the row id, the DNI, the name or the e-mail.
-    for personal in (str(patient.pk), "10117410", "rosa", "quispe", personas.practitioner.email):
+    # No personal data: not the DNI, the name or the e-mail; nor an encoding of the row id: the token is keyed by
+    # the server's secret. (A short row id such as "5" may well occur among 24 base32 characters by chance.)
+    for personal in ("10117410", "rosa", "quispe", personas.practitioner.email):
         assert personal not in token
+    with override_settings(SECRET_KEY="another-server-secret-key-" * 2):
+        assert participant_token(patient) != token
     assert token.isalnum()
 
 
@@ -138,3 +142,20 @@ def test_bad_ice_setting_stops_start_up_naming_it(tmp_path):
     result = _run(["manage.py", "check"], {"TELECONSULT_VAR_DIR": str(tmp_path), "TURN_URLS": "turn:bad host"})
     assert result.returncode != 0
     assert "TURN_URLS" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("env", "complaint"),
+    [
+        ({"ICE_TRANSPORT_POLICY": "relay"}, "ICE_TRANSPORT_POLICY=relay needs a TURN server"),
+        ({"ICE_TRANSPORT_POLICY": "sometimes", "TURN_URLS": "turn:turn.example.pe:3478"}, "ICE_TRANSPORT_POLICY"),
+    ],
+)
+def test_relay_only_policy_needs_turn_and_a_known_value(tmp_path, env, complaint):
+    from tests.teleconsult.test_startup import _run
+
+    result = _run(["manage.py", "check"], {"TELECONSULT_VAR_DIR": str(tmp_path)} | env)
+    assert result.returncode != 0
+    assert complaint in result.stderr
+    relay = {"TELECONSULT_VAR_DIR": str(tmp_path), "ICE_TRANSPORT_POLICY": "relay", "TURN_URLS": "turn:turn.example.pe"}
+    assert _run(["manage.py", "check"], relay).returncode == 0

@@ -7,12 +7,14 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.utils import timezone
 from django.utils.translation import get_language
 from django.utils.translation import gettext as _
 
+from accounts.access import request_user
 from accounts.models import Establishment, User
 from records import cie10, medications
 from records.models import (
@@ -22,10 +24,10 @@ from records.models import (
 
 
 def user_of(request: HttpRequest) -> User:
-    return request.user  # type: ignore[return-value]
+    return request_user(request)
 
 
-def establishments_of(user: User):  # type: ignore[no-untyped-def]
+def establishments_of(user: User) -> QuerySet[Establishment]:
     return Establishment.objects.filter(memberships__user=user, is_active=True).distinct().order_by("name")
 
 

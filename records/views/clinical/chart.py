@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from django.contrib import messages
 from django.core.exceptions import ValidationError
-from django.core.paginator import Paginator
+from django.core.paginator import Page, Paginator
 from django.db.models import Count
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
@@ -46,6 +46,9 @@ from records.views.clinical._common import (
 )
 from records.views.patients import _profile_context
 
+if TYPE_CHECKING:
+    from django.utils.functional import _StrOrPromise
+
 TIMELINE_PAGE_SIZE = 20
 
 
@@ -59,18 +62,27 @@ class TimelineNote:
     amendments: int
 
 
+class TimelineParticipant(TypedDict):
+    encounter_id: int
+    user_id: int
+    full_name: str
+    registry_body: str
+    registry_number: str
+
+
 @dataclass
 class TimelineEntry:
     id: int
     started_at: dt.datetime | None
-    service_type: str
-    modality_planned: str
-    modality_used: str
+    # Display labels, translated when the page renders.
+    service_type: _StrOrPromise
+    modality_planned: _StrOrPromise
+    modality_used: _StrOrPromise
     status: str
     scheduled: bool
     origin: str
     consulted: str
-    participants: list[dict[str, Any]] = field(default_factory=list)
+    participants: list[TimelineParticipant] = field(default_factory=list)
     notes: list[TimelineNote] = field(default_factory=list)
     # For the viewing practitioner: their own note of it, and whether they take part (may write one).
     own_note: TimelineNote | None = None
@@ -83,7 +95,7 @@ class TimelineEntry:
         return next((n for n in self.notes if n.author_id == user_id), None)
 
 
-def encounter_timeline(patient: Patient, page_number: str | None):  # type: ignore[no-untyped-def]
+def encounter_timeline(patient: Patient, page_number: str | None) -> Page[TimelineEntry]:
     """One page of the patient's encounters, newest first, with their notes (status, signature date, number of
     amendments) and participants: four queries whatever the number of encounters. Plain rows rather than model
     instances: the chart is the most opened page, and no note text is loaded (it is decrypted when opened)."""
@@ -102,7 +114,8 @@ def encounter_timeline(patient: Patient, page_number: str | None):  # type: igno
             "consulted_establishment__name",
         )
     )
-    page = Paginator(rows, TIMELINE_PAGE_SIZE).get_page(page_number)
+    # Paged as plain rows, then the page holds the entries built from them (object_list is replaced below).
+    page: Page[Any] = Paginator(rows, TIMELINE_PAGE_SIZE).get_page(page_number)
     entries = {
         row["id"]: TimelineEntry(
             id=row["id"],
@@ -189,7 +202,8 @@ def patient_chart(request: HttpRequest, patient_id: int) -> HttpResponse:
 
 def _chart_with_errors(request: HttpRequest, access: Any, which: str, error: ValidationError) -> HttpResponse:
     errors = error.message_dict if hasattr(error, "error_dict") else {"__all__": error.messages}
-    forms = AddForms(which=which, values={k: v for k, v in request.POST.items() if k != "csrfmiddlewaretoken"})
+    values = {k: v for k, v in request.POST.items() if k != "csrfmiddlewaretoken" and isinstance(v, str)}
+    forms = AddForms(which=which, values=values)
     forms.errors = {key: list(value) for key, value in errors.items()}
     messages.error(request, _("Revise los datos del formulario."))
     return render_in_zone(request, "records/patient_chart.html", _chart_context(request, access, forms), status=400)

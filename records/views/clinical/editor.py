@@ -216,6 +216,8 @@ def _prescription_rows(content: dict[str, Any], errors: dict[str, list[str]], bl
 
 
 def _participant_of(note: ClinicalNote, user_id: int | None) -> EncounterParticipant | None:
+    if user_id is None:  # every participant names a user
+        return None
     return EncounterParticipant.objects.filter(encounter_id=note.encounter_id, user_id=user_id).first()
 
 

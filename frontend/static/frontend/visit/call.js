@@ -41,7 +41,7 @@
   var state = {
     me: null, role: null, phase: "connecting", iceServers: [], peers: new Map(), roles: new Map(),
     local: null, facing: "user", screen: null, muted: false, cameraOff: false,
-    modality: "video", forced: false, auto: false, poorRun: 0, goodRun: 0, quality: null,
+    modality: "video", modalityAuto: false, forced: false, auto: false, poorRun: 0, goodRun: 0, quality: null,
     ws: null, queue: Promise.resolve(), attempts: 0, welcomes: 0, finished: false, waiting: new Map(), mediaError: null
   };
 
@@ -109,6 +109,7 @@
     state.me = message.participant;
     state.role = message.role;
     state.iceServers = message.iceServers || [];
+    state.iceTransportPolicy = message.iceTransportPolicy === "relay" ? "relay" : "all";
     root.setAttribute("data-role", state.role);
     // The server lists who waits again after every welcome: start the list afresh.
     state.waiting.clear();
@@ -246,12 +247,15 @@
 
   function publishMediaState() {
     send("media_state", { audio: !state.muted, video: outgoingVideo() !== null, screen: !!state.screen,
-      modality: state.modality });
+      modality: state.modality, auto: state.modalityAuto });
   }
 
   function setModality(modality, why) {
     if (state.modality === modality) { return; }
     state.modality = modality;
+    // Whether this page's link chose the modality (a step down or up) rather than a person: the others follow
+    // a host's choice, never a host's link (see remoteMediaState).
+    state.modalityAuto = why === "auto";
     applyVideo();
     publishMediaState();
     notice(t(modality === "audio" ? "audio_only_" + why : "video_back"));
@@ -275,14 +279,42 @@
 
   function switchCamera() {
     var next = state.facing === "user" ? "environment" : "user";
-    navigator.mediaDevices.getUserMedia({ video: MEDIA.video(next) }).then(function (stream) {
+    var current = videoTrack();
+    var settings = current && current.getSettings ? current.getSettings() : {};
+    function install(fresh, facing) {
       var old = videoTrack();
-      var fresh = stream.getVideoTracks()[0];
       if (old) { state.local.removeTrack(old); old.stop(); }
       state.local.addTrack(fresh);
-      state.facing = next;
+      state.facing = facing;
       fresh.enabled = !state.cameraOff;
       applyVideo();
+    }
+    navigator.mediaDevices.enumerateDevices().then(function (devices) {
+      var cameras = devices.filter(function (device) { return device.kind === "videoinput"; });
+      // One camera: nothing to switch to (a facing mode is only a preference: the same camera would start again).
+      if (cameras.length < 2) { throw new Error("one camera"); }
+      var video = MEDIA.video(next);
+      // A phone's cameras say which way they face; cameras that do not (a laptop's, a USB one) are taken in turn.
+      if (!settings.facingMode) {
+        var at = cameras.findIndex(function (camera) { return camera.deviceId === settings.deviceId; });
+        video.deviceId = { exact: cameras[(at + 1) % cameras.length].deviceId };
+      }
+      return navigator.mediaDevices.getUserMedia({ video: video }).catch(function (error) {
+        // Many phones cannot hold two cameras open at once (NotReadableError, AbortError): free the current one
+        // and ask again; if the other camera still does not open, put the one we had back.
+        if (!current || current.readyState !== "live" || error.name === "NotAllowedError") { throw error; }
+        current.stop();
+        return navigator.mediaDevices.getUserMedia({ video: video }).catch(function (again) {
+          var back = MEDIA.video(state.facing);
+          if (settings.deviceId) { back.deviceId = { exact: settings.deviceId }; }
+          return navigator.mediaDevices.getUserMedia({ video: back }).then(function (stream) {
+            install(stream.getVideoTracks()[0], state.facing);
+            throw again;
+          });
+        });
+      });
+    }).then(function (stream) {
+      install(stream.getVideoTracks()[0], next);
     }).catch(function () { notice(t("no_other_camera")); });
   }
 
@@ -374,7 +406,7 @@
   }
 
   function connectPeer(id) {
-    var pc = new RTCPeerConnection({ iceServers: state.iceServers });
+    var pc = new RTCPeerConnection({ iceServers: state.iceServers, iceTransportPolicy: state.iceTransportPolicy });
     // Perfect negotiation: the lower participant id gives way when both sides offer at once.
     var peer = { id: id, pc: pc, polite: state.me < id, makingOffer: false, ignoreOffer: false, tile: null,
       videoSender: null, framesDecoded: 0, lastLost: 0, lastReceived: 0, restartTimer: null };
@@ -537,9 +569,10 @@
       peer.remoteMuted = !message.audio;
       tileState(peer);
     }
-    // A practitioner's choice of audio only (or back to video) holds for the whole visit.
+    // A practitioner's choice of audio only (or back to video) holds for the whole visit; their page stepping
+    // down on its own poor link does not: each page judges its own link.
     var role = state.roles.get(message.from);
-    if ((role === "practitioner" || role === "consulted") && message.modality) {
+    if ((role === "practitioner" || role === "consulted") && message.modality && !message.auto) {
       state.forced = message.modality === "audio";
       setModality(message.modality, "host");
     }
