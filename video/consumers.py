@@ -36,7 +36,7 @@ from video.services import ActionError, Push, Refused
 try:  # the ICE servers (with short-lived TURN credentials) when the TURN module is there
     from video.turn import ice_servers_for
 except ImportError:  # pragma: no cover - until video.turn lands
-    ice_servers_for = None
+    ice_servers_for = None  # type: ignore[assignment]
 
 logger = logging.getLogger(__name__)
 

@@ -123,6 +123,7 @@ class _Writer:
             self.error = type(error).__name__
             return
         streams: list[Any] = []
+        stream: Any
         for kind in self.kinds:
             if kind == "video":
                 stream = container.add_stream("libx264", rate=MAX_FPS, options={"preset": "ultrafast"})

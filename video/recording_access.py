@@ -32,7 +32,8 @@ def recording_for(user: User, public_id: Any) -> Recording:
     decision = None
     if recording is not None and getattr(user, "role", None) == Role.PRACTITIONER:
         decision = chart_policy(user, patient_id)  # type: ignore[arg-type]
-    actor = {"actor_user_id": getattr(user, "pk", None), "actor_role": getattr(user, "role", "") or "anonymous"}
+    actor_user_id: int | None = getattr(user, "pk", None)
+    actor_role = str(getattr(user, "role", "") or "anonymous")
     if decision is None:
         audit.record(
             action=AuditAction.RECORDING_ACCESSED,
@@ -41,7 +42,8 @@ def recording_for(user: User, public_id: Any) -> Recording:
             object_type="recording",
             object_id=recording.pk if recording is not None else "",
             details={"recording": str(wanted) if wanted else "", "found": recording is not None},
-            **actor,
+            actor_user_id=actor_user_id,
+            actor_role=actor_role,
         )
         raise AccessDenied
     purpose, via = decision
@@ -52,6 +54,7 @@ def recording_for(user: User, public_id: Any) -> Recording:
         object_type="recording",
         object_id=recording.pk,  # type: ignore[union-attr]
         details={"recording": str(wanted), "via": via, "encounter": recording.encounter_id},  # type: ignore[union-attr]
-        **actor,
+        actor_user_id=actor_user_id,
+        actor_role=actor_role,
     )
     return recording  # type: ignore[return-value]

@@ -6,6 +6,7 @@ import base64
 import logging
 import uuid
 from collections.abc import Iterator
+from typing import BinaryIO, cast
 
 from django.core.files.storage import storages
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
@@ -33,7 +34,7 @@ def recording_download(request: HttpRequest, public_id: uuid.UUID) -> HttpRespon
     storage = storages["recordings"]
     # The stored file must be the one the row describes before a byte of it is sent.
     with storage.open(recording.file_name, "rb") as stored:
-        intact = filecrypto.sha256_of(stored) == recording.sha256
+        intact = filecrypto.sha256_of(cast(BinaryIO, stored)) == recording.sha256
     if not intact:
         logger.error("stored recording failed its checksum", extra={"recording": recording.pk})
         response = HttpResponse(_("La grabación no pasó la verificación de integridad."), status=409)
@@ -44,15 +45,16 @@ def recording_download(request: HttpRequest, public_id: uuid.UUID) -> HttpRespon
     def chunks() -> Iterator[bytes]:
         with storage.open(recording.file_name, "rb") as stored:
             try:
-                yield from filecrypto.decrypt_stream(stored, key=key, purpose=FILE_PURPOSE)
+                yield from filecrypto.decrypt_stream(cast(BinaryIO, stored), key=key, purpose=FILE_PURPOSE)
             except CryptoError:
                 # Headers are gone already: the download is cut short, and the log says which recording.
                 logger.error("stored recording failed to decrypt", extra={"recording": recording.pk})
                 raise
 
     content_type = "video/x-matroska" if recording.kind == "video" else "audio/x-matroska"
-    response = StreamingHttpResponse(chunks(), content_type=content_type)
-    response["Content-Disposition"] = f'attachment; filename="grabacion-{recording.public_id}.mkv"'
-    response["X-Content-Type-Options"] = "nosniff"
-    add_never_cache_headers(response)
-    return response
+    streamed = StreamingHttpResponse(chunks(), content_type=content_type)
+    streamed["Content-Disposition"] = f'attachment; filename="grabacion-{recording.public_id}.mkv"'
+    streamed["X-Content-Type-Options"] = "nosniff"
+    add_never_cache_headers(streamed)
+    # role_required is typed for HttpResponse; a streaming response goes through it the same way.
+    return streamed  # type: ignore[return-value]
