@@ -34,7 +34,8 @@ def test_round_trip_at_every_boundary(size):
     sealed = _seal(plain, key)
     chunks = max(1, -(-size // CHUNK))
     assert len(sealed) == HEADER_SIZE + size + chunks * TAG_SIZE
-    assert plain not in sealed or size == 0
+    if size >= 16:  # a byte or two of random plaintext may occur in random ciphertext by chance
+        assert plain not in sealed
     assert _open(sealed, key) == plain
 
 
