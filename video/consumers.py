@@ -291,6 +291,7 @@ class VisitConsumer(RecordingMixin, AsyncWebsocketConsumer):
         self.joined.state = "connected"
         peers = [self._public(peer) for peer in self.peers.values() if peer["state"] == "connected"]
         await self._send_frame("admitted", peers=peers)
+        await self._recording_shown()
 
     async def room_declined(self, message: dict[str, Any]) -> None:
         if self.joined is None or message["connection"] != self.joined.connection:

@@ -38,9 +38,13 @@ class RecordingMixin:
         )
         await self._push(pushes)
         if joined.state == "connected" and not pushes:
-            event = await database_sync_to_async(recordings.live_recording_event)(visit_id=joined.visit_id)
-            if event is not None:
-                await self._send_event(event)
+            await self._recording_shown()
+
+    async def _recording_shown(self) -> None:
+        """Entering the call (connected, or admitted from the waiting room) while a recording runs: say so."""
+        event = await database_sync_to_async(recordings.live_recording_event)(visit_id=self.joined.visit_id)
+        if event is not None:
+            await self._send_event(event)
 
     async def _recording_message(self, message: dict[str, Any]) -> None:
         joined = self.joined

@@ -296,3 +296,24 @@ async def test_a_recorder_that_cannot_start_withdraws_the_request(visit, cookies
     await _settled(started["recording"])
     await doctor.disconnect()
     await patient.disconnect()
+
+
+async def test_a_patient_let_in_again_during_a_recording_is_told(visit, cookies):
+    doctor, patient, _doctor_id, patient_id = await _in_call(visit, cookies)
+    await doctor.send_to(text_data=frame("recording_start", kind="audio"))
+    started = await receive_until(patient, "recording_started")
+    await patient.send_to(text_data=frame("leave"))
+    await receive_until(doctor, "peer_left")
+    back = socket(visit.path, cookies["patient"])
+    assert (await back.connect())[0]
+    assert (await receive_until(back, "welcome"))["state"] == "waiting"
+    await receive_until(doctor, "waiting")
+    await doctor.send_to(text_data=frame("admit", participant=patient_id))
+    await receive_until(back, "admitted")
+    again = await receive_until(back, "recording_started")
+    assert again["recording"] == started["recording"]
+    await doctor.send_to(text_data=frame("recording_stop"))
+    await receive_until(back, "recording_stopped")
+    await _settled(started["recording"])
+    await doctor.disconnect()
+    await back.disconnect()
