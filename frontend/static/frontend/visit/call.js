@@ -29,6 +29,7 @@
   var FAIR = { rtt: 0.3, loss: 0.03, bitrate: 400 };
   var STEP_DOWN_AFTER = 3;  // poor samples in a row before video stops
   var STEP_UP_AFTER = 5;    // good samples in a row before it comes back
+  var QUICK_RETRIES_MS = 30000;  // reconnection attempts stay frequent this long after a drop
 
   function t(key, values) {
     var text = STRINGS[key] || key;
@@ -42,7 +43,8 @@
     me: null, role: null, phase: "connecting", iceServers: [], peers: new Map(), roles: new Map(),
     local: null, facing: "user", screen: null, muted: false, cameraOff: false,
     modality: "video", forced: false, auto: false, poorRun: 0, goodRun: 0, quality: null,
-    ws: null, queue: Promise.resolve(), attempts: 0, welcomes: 0, finished: false, waiting: new Map(), mediaError: null
+    ws: null, queue: Promise.resolve(), attempts: 0, welcomes: 0, finished: false, waiting: new Map(), mediaError: null,
+    dropped: new Map()  // participant id → DTLS fingerprint of the last connection to them we closed
   };
 
   function status(text) { var el = $("[data-call-status]"); if (el) { el.textContent = text; } }
@@ -76,8 +78,12 @@
       var final = FINAL[event.code];
       if (final || state.finished) { finish(final || "left"); return; }
       // Back-off with jitter: 0.5 s, 1 s, 2 s … up to 30 s, each between half and the whole of it, so the
-      // browsers of a clinic whose network came back do not all knock at once.
-      var delay = Math.min(30000, 500 * Math.pow(2, state.attempts));
+      // browsers of a clinic whose network came back do not all knock at once. For the first 30 s the delay
+      // stays at 2 s at most: a restarted server is back within seconds, and a longer wait would keep the call
+      // away after it returned (a refused connection costs a server that is down nothing).
+      if (state.attempts === 0) { state.droppedAt = Date.now(); }
+      var ceiling = Date.now() - state.droppedAt < QUICK_RETRIES_MS ? 2000 : 30000;
+      var delay = Math.min(ceiling, 500 * Math.pow(2, state.attempts));
       delay = delay / 2 + Math.random() * delay / 2;
       state.attempts += 1;
       status(t("reconnecting"));
@@ -367,6 +373,7 @@
   function dropPeer(id) {
     var peer = state.peers.get(id);
     if (!peer) { return; }
+    if (peer.pc.remoteDescription) { state.dropped.set(id, fingerprint(peer.pc.remoteDescription.sdp)); }
     peer.pc.close();
     if (peer.tile) { peer.tile.remove(); }
     state.peers.delete(id);
@@ -449,12 +456,22 @@
   }
 
   function description(message) {
+    // An offer from the other side's connection to one we closed (it restarts ICE after its websocket came
+    // back, not knowing we dropped it): the fresh connection we offer instead replaces it over there.
+    if (message.type === "offer" && state.dropped.get(message.from) === fingerprint(message.sdp)) { return; }
     var peer = state.peers.get(message.from);
     if (!peer) {
       if (message.type !== "offer" || state.phase !== "call") { return; }
       peer = connectPeer(message.from);
     }
     var pc = peer.pc;
+    // An offer with other DTLS keys than the connection we have comes from a new connection on the other side
+    // (it dropped ours when our websocket went away, or its page was reloaded): ours can never reach it again,
+    // so a fresh one takes the offer at once, collision or not, instead of waiting for the watchdog.
+    if (message.type === "offer" && pc.remoteDescription && fingerprint(pc.remoteDescription.sdp) !==
+        fingerprint(message.sdp)) {
+      return replaceWith(peer, message.sdp);
+    }
     var collision = message.type === "offer" && (peer.makingOffer || pc.signalingState !== "stable");
     peer.ignoreOffer = !peer.polite && collision;
     if (peer.ignoreOffer) { return; }
@@ -465,17 +482,24 @@
         send("answer", { to: peer.id, sdp: pc.localDescription.sdp });
       });
     }).catch(function () {
-      // An offer our connection cannot take (the other page was reloaded: new keys, new m-lines): start
-      // over with a fresh connection for that participant and take the offer on it.
-      if (message.type === "offer" && state.peers.get(peer.id) === peer) {
-        dropPeer(peer.id);
-        var fresh = connectPeer(peer.id);
-        return fresh.pc.setRemoteDescription({ type: "offer", sdp: message.sdp })
-          .then(function () { return fresh.pc.setLocalDescription(); })
-          .then(function () { send("answer", { to: peer.id, sdp: fresh.pc.localDescription.sdp }); })
-          .catch(function () {});
-      }
+      // An offer our connection cannot take (new m-lines): start over with a fresh connection for that
+      // participant and take the offer on it.
+      if (message.type === "offer" && state.peers.get(peer.id) === peer) { return replaceWith(peer, message.sdp); }
     });
+  }
+
+  function fingerprint(sdp) {
+    var match = /^a=fingerprint:(.*)$/m.exec(sdp || "");
+    return match ? match[1].trim() : "";
+  }
+
+  function replaceWith(peer, offer) {
+    dropPeer(peer.id);
+    var fresh = connectPeer(peer.id);
+    return fresh.pc.setRemoteDescription({ type: "offer", sdp: offer })
+      .then(function () { return fresh.pc.setLocalDescription(); })
+      .then(function () { send("answer", { to: peer.id, sdp: fresh.pc.localDescription.sdp }); })
+      .catch(function () {});
   }
 
   function candidate(message) {
