@@ -344,7 +344,8 @@
       (peers || []).forEach(function (peer) {
         present.add(peer.participant);
         state.roles.set(peer.participant, peer.role);
-        if (!state.peers.has(peer.participant)) { connectPeer(peer.participant); }
+        // Entering a call: those already in it offer (they hear peer_joined), so offering too would only cross.
+        if (!state.peers.has(peer.participant)) { connectPeer(peer.participant, true); }
       });
       state.peers.forEach(function (peer, id) { if (!present.has(id)) { dropPeer(id); } });
       updateButtons();
@@ -379,11 +380,12 @@
     state.peers.delete(id);
   }
 
-  function connectPeer(id) {
+  function connectPeer(id, awaitOffer) {
     var pc = new RTCPeerConnection({ iceServers: state.iceServers });
     // Perfect negotiation: the lower participant id gives way when both sides offer at once.
     var peer = { id: id, pc: pc, polite: state.me < id, makingOffer: false, ignoreOffer: false, tile: null,
-      videoSender: null, framesDecoded: 0, lastLost: 0, lastReceived: 0, restartTimer: null };
+      videoSender: null, framesDecoded: 0, lastLost: 0, lastReceived: 0, restartTimer: null,
+      awaitOffer: !!awaitOffer };
     state.peers.set(id, peer);
     if (state.local) {
       state.local.getTracks().forEach(function (track) {
@@ -395,6 +397,8 @@
       }
     }
     pc.onnegotiationneeded = function () {
+      // Its tracks join the m-lines of the offer that is coming; an offer of ours would cross it.
+      if (peer.awaitOffer && !pc.remoteDescription) { return; }
       peer.makingOffer = true;
       pc.setLocalDescription().then(function () {
         send("offer", { to: id, sdp: pc.localDescription.sdp });
@@ -447,7 +451,10 @@
         return;
       } else if (pc.signalingState === "have-local-offer" && pc.localDescription) {
         send("offer", { to: id, sdp: pc.localDescription.sdp });
-      } else if (pc.signalingState === "stable" && !pc.remoteDescription) {
+      } else if (pc.signalingState === "stable") {
+        // No offer came (lost), or the descriptions crossed but ICE never started (no candidate came):
+        // a restart offers again with fresh credentials.
+        peer.awaitOffer = false;
         pc.restartIce();
       }
     }, 3000);
@@ -462,7 +469,7 @@
     var peer = state.peers.get(message.from);
     if (!peer) {
       if (message.type !== "offer" || state.phase !== "call") { return; }
-      peer = connectPeer(message.from);
+      peer = connectPeer(message.from, true);
     }
     var pc = peer.pc;
     // An offer with other DTLS keys than the connection we have comes from a new connection on the other side
@@ -471,6 +478,14 @@
     if (message.type === "offer" && pc.remoteDescription && fingerprint(pc.remoteDescription.sdp) !==
         fingerprint(message.sdp)) {
       return replaceWith(peer, message.sdp);
+    }
+    // The same for an answer (a reloaded page answers our ICE restart from its fresh connection): start over
+    // with a fresh connection of ours, whose offer the other side takes on a fresh one too.
+    if (message.type === "answer" && pc.remoteDescription && fingerprint(pc.remoteDescription.sdp) !==
+        fingerprint(message.sdp)) {
+      dropPeer(peer.id);
+      connectPeer(peer.id);
+      return;
     }
     var collision = message.type === "offer" && (peer.makingOffer || pc.signalingState !== "stable");
     peer.ignoreOffer = !peer.polite && collision;
@@ -495,7 +510,7 @@
 
   function replaceWith(peer, offer) {
     dropPeer(peer.id);
-    var fresh = connectPeer(peer.id);
+    var fresh = connectPeer(peer.id, true);
     return fresh.pc.setRemoteDescription({ type: "offer", sdp: offer })
       .then(function () { return fresh.pc.setLocalDescription(); })
       .then(function () { send("answer", { to: peer.id, sdp: fresh.pc.localDescription.sdp }); })
