@@ -79,10 +79,10 @@
       if (final || state.finished) { finish(final || "left"); return; }
       // Back-off with jitter: 0.5 s, 1 s, 2 s … up to 30 s, each between half and the whole of it, so the
       // browsers of a clinic whose network came back do not all knock at once. For the first 30 s the delay
-      // stays at 2 s at most: a restarted server is back within seconds, and a longer wait would keep the call
+      // stays at 1 s at most: a restarted server is back within seconds, and a longer wait would keep the call
       // away after it returned (a refused connection costs a server that is down nothing).
       if (state.attempts === 0) { state.droppedAt = Date.now(); }
-      var ceiling = Date.now() - state.droppedAt < QUICK_RETRIES_MS ? 2000 : 30000;
+      var ceiling = Date.now() - state.droppedAt < QUICK_RETRIES_MS ? 1000 : 30000;
       var delay = Math.min(ceiling, 500 * Math.pow(2, state.attempts));
       delay = delay / 2 + Math.random() * delay / 2;
       state.attempts += 1;
