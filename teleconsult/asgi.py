@@ -22,14 +22,8 @@ from channels.auth import AuthMiddlewareStack
 from channels.routing import ProtocolTypeRouter, URLRouter
 from channels.security.websocket import OriginValidator
 from django.conf import settings
-from django.urls import get_resolver
 
 from teleconsult.routing import websocket_urlpatterns
-
-# Every URL pattern, and the views it imports, loaded now, before daphne listens. Django would load them while
-# serving the first HTTP request, and the websockets reconnecting after a restart waited behind the first
-# health probe for as long as that took (1.3 s on a busy 2-core machine).
-_url_patterns = get_resolver().url_patterns
 
 
 class AllowedHostsOriginValidator:
