@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import datetime as dt
+import math
 import os
 import signal
 import socket
@@ -21,11 +22,11 @@ from dataclasses import dataclass
 
 
 def percentile(values: list[float], fraction: float) -> float:
-    """Nearest-rank percentile (the value below which `fraction` of the sample lies)."""
+    """Nearest-rank percentile: the smallest value with at least `fraction` of the sample at or below it."""
     ordered = sorted(values)
     if not ordered:
         return float("nan")
-    return ordered[min(len(ordered) - 1, max(0, round(fraction * len(ordered) + 0.5) - 1))]
+    return ordered[min(len(ordered) - 1, max(0, math.ceil(fraction * len(ordered)) - 1))]
 
 
 def summary(values: list[float], unit: str = "ms") -> str:
