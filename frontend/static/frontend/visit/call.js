@@ -360,7 +360,7 @@
     return startMedia().then(function () {
       var peer = state.peers.get(message.participant);
       // The other one came back: a websocket reconnect keeps its connection (a new ICE path is enough);
-      // a reload does not, and its fresh offer then fails on ours, which is replaced (see description()).
+      // a reload does not, and its answer to our restart comes with new keys: ours is replaced (see description()).
       if (peer) { peer.pc.restartIce(); } else { connectPeer(message.participant); }
       publishMediaState();
     });
