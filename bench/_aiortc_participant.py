@@ -54,6 +54,7 @@ class Participant:
         self.welcomed = asyncio.Event()
         self.first_frame = asyncio.get_running_loop().create_future()
         self.errors: list[str] = []
+        self.frames = 0  # decoded video frames received, from every peer
         self._tasks: list[asyncio.Task[None]] = []
         self.ws: Any = None
 
@@ -157,11 +158,13 @@ class Participant:
     async def _read_track(self, track: Any) -> None:
         with contextlib.suppress(MediaStreamError):
             await track.recv()  # a decoded av.VideoFrame
+            self.frames += 1
             self.mark("first_frame")
             if not self.first_frame.done():
                 self.first_frame.set_result(self.marks["first_frame"])
             while True:
                 await track.recv()
+                self.frames += 1
 
     async def _offer(self, peer: int) -> None:
         pc = self._connection(peer)
