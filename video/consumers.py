@@ -202,6 +202,13 @@ class VisitConsumer(RecordingMixin, AsyncWebsocketConsumer):
                 user=self.user,
                 participant_id=message["participant"],
             )
+            if kind == "admit":
+                # The admitted patient is in the call from this commit on: a host that offers right behind its
+                # admit reaches them at once, without asking the database before the group's event comes back.
+                for push in pushes:
+                    event = push.message.get("event") or {}
+                    if event.get("type") == "peer_joined":
+                        self.peers[event["participant"]] = {**event, "state": "connected"}
             await self._push(pushes)
         elif kind == "chat":
             _message, pushes = await database_sync_to_async(services.visit_chat)(

@@ -14,7 +14,6 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
 from scheduling import joinlinks
-from video.network_test import NetworkTestBusy, NetworkTestRefused, network_test_answer
 
 # An offer with audio, video and a data channel is 3-8 KB (Chrome, Safari, aiortc); more is not an offer.
 MAX_SDP_CHARS = 16_384
@@ -87,13 +86,16 @@ async def network_test_offer(request: HttpRequest) -> JsonResponse:
     session_key = request.session.session_key
     if session_key is None or _rate_limited(session_key):
         return _error(429, "rate_limited", _("Hizo demasiadas pruebas seguidas. Espere unos minutos."))
+    # Imported here: aiortc and its codecs load on the first test, not at every process start.
+    from video import network_test
+
     try:
-        answer, _peer = await network_test_answer(sdp=sdp)
-    except NetworkTestBusy:
+        answer, _peer = await network_test.network_test_answer(sdp=sdp)
+    except network_test.NetworkTestBusy:
         _refund(session_key)
         response = _error(503, "busy", _("Hay muchas pruebas de conexión en curso. Intente de nuevo en un minuto."))
         response["Retry-After"] = str(settings.NETWORK_TEST_SECONDS)
         return response
-    except NetworkTestRefused:
+    except network_test.NetworkTestRefused:
         return _error(400, "malformed", _("La oferta de conexión no es una descripción SDP válida."))
     return JsonResponse({"sdp": answer.sdp, "type": answer.type})

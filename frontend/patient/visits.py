@@ -37,7 +37,6 @@ from records.models import (
     ServiceType,
 )
 from records.notes import DIAGNOSIS_TYPES, VITAL_SIGNS
-from records.printable import encounter_pdf_for_download
 
 # Section labels in the patient's words (the editor's labels are the norm's, for clinicians).
 ANAMNESIS_LABELS = {
@@ -272,6 +271,10 @@ def my_prescriptions(request: HttpRequest, patient: Patient) -> HttpResponse:
 @require_GET
 def visit_note_pdf(request: HttpRequest, patient: Patient, note_id: int) -> HttpResponse:
     """The signed PDF of one of my visits; records.printable gates (my own signed note) and audits the download."""
+    # Imported here: pyHanko and fpdf take most of a second to load, paid by the first download rather than by
+    # every process start (a restarted server is back sooner).
+    from records.printable import encounter_pdf_for_download
+
     content = encounter_pdf_for_download(user=request_user(request), note_id=note_id)
     note = (
         ClinicalNote.objects.select_related("encounter__origin_establishment")

@@ -1,7 +1,7 @@
 """The call client in Debian's Chromium with fake camera and microphone, through a real daphne process: the
 patient waits, the practitioner admits from the room, both decode the other's video and audio, chat arrives,
-the patient's websocket drops and comes back with the call going on, a poor link steps the patient down to
-audio only and back up, the practitioner switches the visit to
+the patient's websocket drops and comes back with the call going on, then the practitioner's, a poor link
+steps the patient down to audio only and back up, the practitioner switches the visit to
 audio only and the patient's page shows it, then the visit ends.
 Waiting room and call pages are checked with axe-core."""
 
@@ -122,6 +122,24 @@ def _wait_for_media(page, *, frames_above: int = 0) -> dict:
         time.sleep(0.5)
 
 
+def _wait_for_rising_media(page) -> None:
+    """Until the one remote connection is connected and decodes more video frames from one reading to the next."""
+    deadline = time.monotonic() + 25
+    previous = None
+    while True:
+        peers = page.evaluate(STATS)["peers"]
+        peer = peers[0] if peers else None
+        if peer and peer["connection"] == "connected":
+            if previous is not None and peer["framesDecoded"] > previous and peer["audioEnergy"] > 0:
+                return
+            previous = peer["framesDecoded"]
+        else:
+            previous = None
+        if time.monotonic() > deadline:
+            raise AssertionError(f"media did not come back: {peers}")
+        time.sleep(0.5)
+
+
 def test_waiting_admit_call_chat_audio_only_and_end(browser, personas, daphne):
     visit = hosted_visit(personas)
     public_id = visit.appointment.public_id
@@ -163,6 +181,18 @@ def test_waiting_admit_call_chat_audio_only_and_end(browser, personas, daphne):
         patient.get_by_label("Mensaje").fill("Ya volví.")
         patient.get_by_role("button", name="Enviar").click()
         practitioner.locator("[data-chat-log]").get_by_text("Ya volví.").wait_for()
+
+        # Now the practitioner's websocket drops. The patient's page closes its connection when told the
+        # practitioner left and offers a fresh one when they are back; the practitioner's page, back, restarts
+        # ICE on the connection it kept: that stale offer is ignored and the fresh one replaces it. Media flows
+        # again both ways.
+        practitioner.evaluate("() => window.teleconsultCall.dropSocket()")
+        deadline = time.monotonic() + 20
+        while practitioner.evaluate(STATS)["welcomes"] < 2:
+            assert time.monotonic() < deadline, "the practitioner's websocket did not come back"
+            time.sleep(0.2)
+        for page in (patient, practitioner):
+            _wait_for_rising_media(page)
 
         # The patient's link turns poor: after a few seconds the patient's page stops sending video and says
         # so, the practitioner sees it; when the link recovers, video comes back by itself.

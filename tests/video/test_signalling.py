@@ -243,6 +243,25 @@ async def test_offers_are_relayed_only_to_participants_of_the_same_visit(visit, 
     await patient.disconnect()
 
 
+async def test_an_offer_right_behind_the_admit_reaches_the_admitted_patient(visit, cookies):
+    # A host may prepare its offer while the patient waits and send it with the admit, before any room event
+    # came back: it is relayed after the admit committed, so the patient hears "admitted" first, then the offer.
+    doctor = socket(visit.path, cookies["practitioner"])
+    assert (await doctor.connect())[0]
+    doctor_id = (await receive(doctor))["participant"]
+    patient = socket(visit.path, cookies["patient"])
+    assert (await patient.connect())[0]
+    patient_id = (await receive(patient))["participant"]
+    await receive_until(doctor, "waiting")
+    await doctor.send_to(text_data=frame("admit", participant=patient_id))
+    await doctor.send_to(text_data=frame("offer", to=patient_id, sdp=SDP))
+    assert (await receive_until(patient, "admitted"))["peers"] == [{"participant": doctor_id, "role": "practitioner"}]
+    assert await receive_until(patient, "offer") == {"v": 1, "type": "offer", "sdp": SDP, "from": doctor_id}
+    assert (await receive_until(doctor, "peer_joined"))["participant"] == patient_id
+    await doctor.disconnect()
+    await patient.disconnect()
+
+
 async def test_a_waiting_patient_can_only_wait(visit, cookies):
     patient = socket(visit.path, cookies["patient"])
     assert (await patient.connect())[0]

@@ -168,3 +168,41 @@ def test_patient_and_practitioner_on_different_processes(personas, two_daphnes):
     visit.appointment.refresh_from_db()
     assert encounter.status == EncounterStatus.FINISHED and visit.appointment.status == AppointmentStatus.COMPLETED
     assert ChatMessage.objects.get().body == "La escucho bien"
+
+
+def test_two_aiortc_participants_on_different_processes_decode_each_other(personas, two_daphnes):
+    """Real peers through the documented protocol: the practitioner on process A admits the patient on process B
+    and offers; the description and the trickled candidates cross Redis; each side decodes the other's video."""
+    from bench._aiortc_participant import Participant
+
+    visit = make_visit(personas)
+    doctor_cookie = signed_in_cookie(personas.practitioner)
+    patient_cookie = signed_in_cookie(personas.patient)
+    connections.close_all()
+    port_a, port_b = two_daphnes
+    path = f"/ws/visit/{visit.appointment.public_id}/"
+
+    async def scenario() -> tuple[int, int, list[str]]:
+        async with aiohttp.ClientSession() as http:
+            doctor = Participant(http, f"http://127.0.0.1:{port_a}", path, doctor_cookie, admit=True)
+            patient = Participant(http, f"http://127.0.0.1:{port_b}", path, patient_cookie)
+            try:
+                await doctor.join()
+                await asyncio.wait_for(doctor.welcomed.wait(), 20)
+                await patient.join()
+                await asyncio.wait_for(asyncio.gather(doctor.first_frame, patient.first_frame), 40)
+                # Not one frame by chance: the picture keeps coming both ways.
+                start = (doctor.frames, patient.frames)
+                while doctor.frames < start[0] + 10 or patient.frames < start[1] + 10:
+                    await asyncio.sleep(0.1)
+                return doctor.frames, patient.frames, doctor.errors + patient.errors
+            finally:
+                await patient.close()
+                await doctor.close()
+
+    doctor_frames, patient_frames, errors = run_in_own_loop(lambda: asyncio.wait_for(scenario(), 90))
+    assert errors == []
+    assert doctor_frames >= 11 and patient_frames >= 11
+    encounter = Encounter.objects.get(appointment_ref=str(visit.appointment.public_id))
+    # The admit started the encounter; both left, so it ends by itself after the empty-visit timeout.
+    assert encounter.status == EncounterStatus.IN_PROGRESS

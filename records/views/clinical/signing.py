@@ -23,7 +23,6 @@ from records.notes import (
     missing_sections_for_signing,
     note_content,
 )
-from records.printable import encounter_pdf_for_download
 from records.signing import amendment_add, note_sign
 from records.views.clinical._common import errors_of, first_message, header_context, render_in_zone, user_of
 from records.views.clinical.editor import alert_views
@@ -107,6 +106,10 @@ def note_amend(request: HttpRequest, note_id: int) -> HttpResponse:
 def note_pdf(request: HttpRequest, note_id: int) -> HttpResponse:
     """The signed PDF of a signed note (audited by the service). The file name carries the note's number and
     date, never the patient's name."""
+    # Imported here: pyHanko and fpdf take most of a second to load, paid by the first download rather than by
+    # every process start (a restarted server is back sooner).
+    from records.printable import encounter_pdf_for_download
+
     content = encounter_pdf_for_download(user=user_of(request), note_id=note_id)
     note_date = ClinicalNote.objects.filter(pk=note_id).values_list("signed_at", flat=True).first()
     day = timezone.localdate(note_date) if note_date else timezone.localdate()

@@ -29,6 +29,7 @@
   var FAIR = { rtt: 0.3, loss: 0.03, bitrate: 400 };
   var STEP_DOWN_AFTER = 3;  // poor samples in a row before video stops
   var STEP_UP_AFTER = 5;    // good samples in a row before it comes back
+  var QUICK_RETRIES_MS = 30000;  // reconnection attempts stay frequent this long after a drop
 
   function t(key, values) {
     var text = STRINGS[key] || key;
@@ -42,7 +43,8 @@
     me: null, role: null, phase: "connecting", iceServers: [], peers: new Map(), roles: new Map(),
     local: null, facing: "user", screen: null, muted: false, cameraOff: false,
     modality: "video", modalityAuto: false, forced: false, auto: false, poorRun: 0, goodRun: 0, quality: null,
-    ws: null, queue: Promise.resolve(), attempts: 0, welcomes: 0, finished: false, waiting: new Map(), mediaError: null
+    ws: null, queue: Promise.resolve(), attempts: 0, welcomes: 0, finished: false, waiting: new Map(), mediaError: null,
+    dropped: new Map()  // participant id → DTLS fingerprint of the last connection to them we closed
   };
 
   function status(text) { var el = $("[data-call-status]"); if (el) { el.textContent = text; } }
@@ -76,8 +78,12 @@
       var final = FINAL[event.code];
       if (final || state.finished) { finish(final || "left"); return; }
       // Back-off with jitter: 0.5 s, 1 s, 2 s … up to 30 s, each between half and the whole of it, so the
-      // browsers of a clinic whose network came back do not all knock at once.
-      var delay = Math.min(30000, 500 * Math.pow(2, state.attempts));
+      // browsers of a clinic whose network came back do not all knock at once. For the first 30 s the delay
+      // stays at 1 s at most: a restarted server is back within seconds, and a longer wait would keep the call
+      // away after it returned (a refused connection costs a server that is down nothing).
+      if (state.attempts === 0) { state.droppedAt = Date.now(); }
+      var ceiling = Date.now() - state.droppedAt < QUICK_RETRIES_MS ? 1000 : 30000;
+      var delay = Math.min(ceiling, 500 * Math.pow(2, state.attempts));
       delay = delay / 2 + Math.random() * delay / 2;
       state.attempts += 1;
       status(t("reconnecting"));
@@ -371,7 +377,8 @@
       (peers || []).forEach(function (peer) {
         present.add(peer.participant);
         state.roles.set(peer.participant, peer.role);
-        if (!state.peers.has(peer.participant)) { connectPeer(peer.participant); }
+        // Entering a call: those already in it offer (they hear peer_joined), so offering too would only cross.
+        if (!state.peers.has(peer.participant)) { connectPeer(peer.participant, true); }
       });
       state.peers.forEach(function (peer, id) { if (!present.has(id)) { dropPeer(id); } });
       updateButtons();
@@ -386,7 +393,7 @@
     return startMedia().then(function () {
       var peer = state.peers.get(message.participant);
       // The other one came back: a websocket reconnect keeps its connection (a new ICE path is enough);
-      // a reload does not, and its fresh offer then fails on ours, which is replaced (see description()).
+      // a reload does not, and its answer to our restart comes with new keys: ours is replaced (see description()).
       if (peer) { peer.pc.restartIce(); } else { connectPeer(message.participant); }
       publishMediaState();
     });
@@ -400,16 +407,18 @@
   function dropPeer(id) {
     var peer = state.peers.get(id);
     if (!peer) { return; }
+    if (peer.pc.remoteDescription) { state.dropped.set(id, fingerprint(peer.pc.remoteDescription.sdp)); }
     peer.pc.close();
     if (peer.tile) { peer.tile.remove(); }
     state.peers.delete(id);
   }
 
-  function connectPeer(id) {
+  function connectPeer(id, awaitOffer) {
     var pc = new RTCPeerConnection({ iceServers: state.iceServers, iceTransportPolicy: state.iceTransportPolicy });
     // Perfect negotiation: the lower participant id gives way when both sides offer at once.
     var peer = { id: id, pc: pc, polite: state.me < id, makingOffer: false, ignoreOffer: false, tile: null,
-      videoSender: null, framesDecoded: 0, lastLost: 0, lastReceived: 0, restartTimer: null };
+      videoSender: null, framesDecoded: 0, lastLost: 0, lastReceived: 0, restartTimer: null,
+      awaitOffer: !!awaitOffer };
     state.peers.set(id, peer);
     if (state.local) {
       state.local.getTracks().forEach(function (track) {
@@ -421,6 +430,8 @@
       }
     }
     pc.onnegotiationneeded = function () {
+      // Its tracks join the m-lines of the offer that is coming; an offer of ours would cross it.
+      if (peer.awaitOffer && !pc.remoteDescription) { return; }
       peer.makingOffer = true;
       pc.setLocalDescription().then(function () {
         send("offer", { to: id, sdp: pc.localDescription.sdp });
@@ -473,7 +484,10 @@
         return;
       } else if (pc.signalingState === "have-local-offer" && pc.localDescription) {
         send("offer", { to: id, sdp: pc.localDescription.sdp });
-      } else if (pc.signalingState === "stable" && !pc.remoteDescription) {
+      } else if (pc.signalingState === "stable") {
+        // No offer came (lost), or the descriptions crossed but ICE never started (no candidate came):
+        // a restart offers again with fresh credentials.
+        peer.awaitOffer = false;
         pc.restartIce();
       }
     }, 3000);
@@ -482,12 +496,30 @@
   }
 
   function description(message) {
+    // An offer from the other side's connection to one we closed (it restarts ICE after its websocket came
+    // back, not knowing we dropped it): the fresh connection we offer instead replaces it over there.
+    if (message.type === "offer" && state.dropped.get(message.from) === fingerprint(message.sdp)) { return; }
     var peer = state.peers.get(message.from);
     if (!peer) {
       if (message.type !== "offer" || state.phase !== "call") { return; }
-      peer = connectPeer(message.from);
+      peer = connectPeer(message.from, true);
     }
     var pc = peer.pc;
+    // An offer with other DTLS keys than the connection we have comes from a new connection on the other side
+    // (it dropped ours when our websocket went away, or its page was reloaded): ours can never reach it again,
+    // so a fresh one takes the offer at once, collision or not, instead of waiting for the watchdog.
+    if (message.type === "offer" && pc.remoteDescription && fingerprint(pc.remoteDescription.sdp) !==
+        fingerprint(message.sdp)) {
+      return replaceWith(peer, message.sdp);
+    }
+    // The same for an answer (a reloaded page answers our ICE restart from its fresh connection): start over
+    // with a fresh connection of ours, whose offer the other side takes on a fresh one too.
+    if (message.type === "answer" && pc.remoteDescription && fingerprint(pc.remoteDescription.sdp) !==
+        fingerprint(message.sdp)) {
+      dropPeer(peer.id);
+      connectPeer(peer.id);
+      return;
+    }
     var collision = message.type === "offer" && (peer.makingOffer || pc.signalingState !== "stable");
     peer.ignoreOffer = !peer.polite && collision;
     if (peer.ignoreOffer) { return; }
@@ -498,17 +530,24 @@
         send("answer", { to: peer.id, sdp: pc.localDescription.sdp });
       });
     }).catch(function () {
-      // An offer our connection cannot take (the other page was reloaded: new keys, new m-lines): start
-      // over with a fresh connection for that participant and take the offer on it.
-      if (message.type === "offer" && state.peers.get(peer.id) === peer) {
-        dropPeer(peer.id);
-        var fresh = connectPeer(peer.id);
-        return fresh.pc.setRemoteDescription({ type: "offer", sdp: message.sdp })
-          .then(function () { return fresh.pc.setLocalDescription(); })
-          .then(function () { send("answer", { to: peer.id, sdp: fresh.pc.localDescription.sdp }); })
-          .catch(function () {});
-      }
+      // An offer our connection cannot take (new m-lines): start over with a fresh connection for that
+      // participant and take the offer on it.
+      if (message.type === "offer" && state.peers.get(peer.id) === peer) { return replaceWith(peer, message.sdp); }
     });
+  }
+
+  function fingerprint(sdp) {
+    var match = /^a=fingerprint:(.*)$/m.exec(sdp || "");
+    return match ? match[1].trim() : "";
+  }
+
+  function replaceWith(peer, offer) {
+    dropPeer(peer.id);
+    var fresh = connectPeer(peer.id, true);
+    return fresh.pc.setRemoteDescription({ type: "offer", sdp: offer })
+      .then(function () { return fresh.pc.setLocalDescription(); })
+      .then(function () { send("answer", { to: peer.id, sdp: fresh.pc.localDescription.sdp }); })
+      .catch(function () {});
   }
 
   function candidate(message) {
