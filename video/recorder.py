@@ -46,7 +46,7 @@ from video.network_test import server_ice_servers
 
 logger = logging.getLogger(__name__)
 
-FILE_PURPOSE = "video.recording.file"
+FILE_PURPOSE = recordings.FILE_PURPOSE
 WIDTH, HEIGHT = 640, 360
 MAX_FPS = 15
 AUDIO_RATE = 48_000

@@ -39,6 +39,9 @@ from video.models import (
 )
 from video.services import ActionError, Push, _audit, _host, _lock, visit_group
 
+# The purpose authenticated with every chunk of a recording's encrypted file (teleconsult/filecrypto.py).
+FILE_PURPOSE = "video.recording.file"
+
 # Why a recording stopped (or a request was withdrawn before it started); sent to every participant.
 STOP_REASONS = (
     "host",

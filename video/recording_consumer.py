@@ -10,7 +10,6 @@ from typing import Any
 from channels.db import database_sync_to_async
 
 from video import recording as recordings
-from video.recorder import Recorder
 from video.services import ActionError
 
 logger = logging.getLogger(__name__)
@@ -91,6 +90,9 @@ class RecordingMixin:
             )
 
     async def _recorder_start(self, recording_id: str, kind: str) -> None:
+        # Imported here: aiortc and its codecs load with the first recording, not at every process start.
+        from video.recorder import Recorder
+
         joined = self.joined
         try:
             recorder = Recorder(recording_id=recording_id, kind=kind, layer=self.channel_layer)

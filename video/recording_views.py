@@ -18,7 +18,7 @@ from accounts.access import role_required
 from accounts.models import Role, User
 from teleconsult import filecrypto
 from teleconsult.crypto import CryptoError
-from video.recorder import FILE_PURPOSE
+from video.recording import FILE_PURPOSE
 from video.recording_access import recording_for
 
 logger = logging.getLogger(__name__)
