@@ -13,6 +13,7 @@ import asyncio
 import logging
 from typing import Any
 
+from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
@@ -94,6 +95,16 @@ class VisitConsumer(AsyncWebsocketConsumer):
             for peer in joined.waiting:
                 await self._send_frame("waiting", participant=peer["participant"], role=peer["role"])
         await self._push(joined.pushes)
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        # Channels' dispatch first runs close_old_connections in the sync thread for every message, a thread
+        # round trip each (two per relayed message: the sender's frame and the peer's layer event). This
+        # consumer touches the database only through database_sync_to_async, which closes old connections
+        # itself before and after each call, so the extra hop does nothing here but cost time on the hot path.
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
 
     @staticmethod
     def _public(peer: dict[str, Any]) -> dict[str, Any]:
