@@ -155,7 +155,10 @@ class PooledRedisChannelLayer(RedisChannelLayer):
 
     def _stop_readers(self) -> None:
         for reader in self._readers.values():
-            reader.cancel()
+            # A reader of a loop that has been closed (a test's, an async_to_sync call's) is gone with it;
+            # cancelling would schedule a callback on that closed loop and fail.
+            if not reader.get_loop().is_closed():
+                reader.cancel()
         self._readers.clear()
 
     async def _read_inbox(self, inbox: str) -> None:
