@@ -126,7 +126,7 @@ class PooledRedisChannelLayer(RedisChannelLayer):
 
     async def receive(self, channel: str) -> dict[str, Any]:
         if "!" not in channel:  # a named channel (a worker's): the library's direct receive
-            return await super().receive(channel)  # type: ignore[no-any-return]
+            return await super().receive(channel)
         assert self.require_valid_channel_name(channel)
         inbox = self.non_local_name(channel)
         assert inbox.endswith(self._local_marker), "Wrong client prefix"
