@@ -47,8 +47,10 @@ async def check_channel_layer() -> None:
     layer = get_channel_layer()
     if layer is None:
         raise RuntimeError("no channel layer configured")
-    channel = await layer.new_channel()
+    # A named channel, not new_channel(): a process-specific channel would be delivered inside this process
+    # (teleconsult.channel_layer) and prove nothing about Redis.
     nonce = secrets.token_hex(8)
+    channel = f"readyz.{nonce}"
     await layer.send(channel, {"type": "readyz.ping", "nonce": nonce})
     message = await layer.receive(channel)
     if message.get("nonce") != nonce:
