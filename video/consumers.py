@@ -37,11 +37,7 @@ from video.protocol import (
 )
 from video.recording_consumer import RecordingMixin
 from video.services import ActionError, Push, Refused
-
-try:  # the ICE servers (with short-lived TURN credentials) when the TURN module is there
-    from video.turn import ice_servers_for
-except ImportError:  # pragma: no cover - until video.turn lands
-    ice_servers_for = None  # type: ignore[assignment]
+from video.turn import ice_servers_for
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +47,7 @@ _NEGOTIATION = ("offer", "answer", "ice")
 
 
 def _ice_servers(participant: AppointmentParticipant) -> list[dict[str, object]]:
-    return list(ice_servers_for(participant)) if ice_servers_for is not None else []
+    return list(ice_servers_for(participant))
 
 
 def _admit_and_join(
