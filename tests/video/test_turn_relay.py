@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import shutil
 import socket
+import struct
 import subprocess
 import time
 from collections.abc import Iterator
@@ -29,6 +31,20 @@ def _free_udp_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+def _answers_stun(port: int) -> bool:
+    """A STUN Binding request (RFC 8489: type 0x0001, no attributes, the magic cookie) gets its answer back."""
+    transaction = os.urandom(12)
+    request = struct.pack("!HHI", 0x0001, 0, 0x2112A442) + transaction
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.settimeout(0.5)
+        try:
+            probe.sendto(request, ("127.0.0.1", port))
+            answer, _ = probe.recvfrom(2048)
+        except OSError:  # refused (nothing listening yet) or no answer in time
+            return False
+    return len(answer) >= 20 and answer[8:20] == transaction
 
 
 @pytest.fixture(scope="module")
@@ -67,12 +83,14 @@ def coturn(tmp_path_factory) -> Iterator[tuple[int, int]]:
             stderr=subprocess.STDOUT,
         )
     try:
-        deadline = time.monotonic() + 15
-        while "Total General servers" not in log.read_text() and "listener opened on" not in log.read_text():
+        # Ready when its last start-up step is logged (the user database opens after the relay and auth threads)
+        # and its UDP listener answers a STUN Binding request: aioice gives a TURN allocation only 5 s, so a
+        # peer must not start gathering against a server still starting up.
+        deadline = time.monotonic() + 20
+        while "SQLite DB connection success" not in log.read_text() or not _answers_stun(port):
             if process.poll() is not None or time.monotonic() > deadline:
                 pytest.fail(f"coturn did not start:\n{log.read_text()}")
             time.sleep(0.1)
-        time.sleep(0.3)
         yield port, base
     finally:
         process.terminate()
