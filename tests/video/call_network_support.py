@@ -9,7 +9,6 @@ the test failed.
 
 from __future__ import annotations
 
-import base64
 import os
 import secrets
 import shutil
@@ -23,9 +22,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from django.conf import settings
-from django.db import connection, connections
+from django.db import connections
 
 from tests.conftest import CHROMIUM, CHROMIUM_ARGS, require_service
+from tests.video.daphne_processes import daphne_env
 
 STATS = "() => window.teleconsultCall.stats()"
 
@@ -70,22 +70,7 @@ class Daphne:
         return f"http://{self.also}:{self.port}"
 
     def _env(self) -> dict[str, str]:
-        db = connection.settings_dict
-        credentials = db["USER"] + (f":{db['PASSWORD']}" if db["PASSWORD"] else "")
-        address = f"{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}"
-        return (
-            os.environ
-            | {
-                "DATABASE_URL": f"postgres://{credentials}@{address}/{db['NAME']}",
-                "REDIS_URL": self.redis_url,
-                "SECRET_KEY": settings.SECRET_KEY,
-                "TELECONSULT_KEK": base64.b64encode(settings.TELECONSULT_KEK).decode(),
-                "TELECONSULT_AUDIT_KEY": base64.b64encode(settings.TELECONSULT_AUDIT_KEY).decode(),
-                "TELECONSULT_INDEX_KEY": base64.b64encode(settings.TELECONSULT_INDEX_KEY).decode(),
-                "ACCESS_LOG_LEVEL": "WARNING",
-            }
-            | self.extra_env
-        )
+        return daphne_env(self.redis_url, self.extra_env)
 
     def start(self) -> None:
         if not self.port:

@@ -7,24 +7,16 @@ Waiting room and call pages are checked with axe-core."""
 
 from __future__ import annotations
 
-import base64
-import os
-import signal
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 
 import pytest
-from django.conf import settings
-from django.db import connection, connections
 
 from audit.actions import AuditAction
 from audit.models import AuditEvent
 from scheduling.models import Appointment, AppointmentStatus
 from tests.browser_checks import assert_accessible
+from tests.video.daphne_processes import daphne_processes
 from tests.video.signalling_support import signed_in_cookie
 from tests.video.test_call_pages import hosted_visit
 
@@ -51,52 +43,11 @@ SHAPED_STATS = """
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @pytest.fixture
 def daphne(redis_url) -> Iterator[str]:
     """One daphne process (as production runs it) on this test's database, with the Redis channel layer."""
-    db = connection.settings_dict
-    credentials = db["USER"] + (f":{db['PASSWORD']}" if db["PASSWORD"] else "")
-    env = os.environ | {
-        "DATABASE_URL": f"postgres://{credentials}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}",
-        "REDIS_URL": redis_url,
-        "SECRET_KEY": settings.SECRET_KEY,
-        "TELECONSULT_KEK": base64.b64encode(settings.TELECONSULT_KEK).decode(),
-        "TELECONSULT_AUDIT_KEY": base64.b64encode(settings.TELECONSULT_AUDIT_KEY).decode(),
-        "TELECONSULT_INDEX_KEY": base64.b64encode(settings.TELECONSULT_INDEX_KEY).decode(),
-        "ACCESS_LOG_LEVEL": "WARNING",
-    }
-    port = _free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "teleconsult.asgi:application"],
-        cwd=settings.BASE_DIR,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise AssertionError("daphne did not start") from None
-                time.sleep(0.2)
+    with daphne_processes(1, redis_url=redis_url) as (port,):
         yield f"http://127.0.0.1:{port}"
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-        process.wait(10)
-        connections.close_all()
 
 
 def _page(browser, base: str, cookie: str):

@@ -5,25 +5,18 @@ that decrypts to decodable video and audio."""
 
 from __future__ import annotations
 
-import base64
-import os
-import signal
-import subprocess
-import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 
 import pytest
-from django.conf import settings
-from django.db import connection, connections
 
 from audit.actions import AuditAction
 from audit.models import AuditEvent
 from tests.browser_checks import assert_accessible
+from tests.video.daphne_processes import daphne_processes
 from tests.video.recording_support import ciphertext, decide_recording, decode, plaintext
 from tests.video.signalling_support import signed_in_cookie
-from tests.video.test_call_browser import STATS, _free_port, _page, _wait_for_media
+from tests.video.test_call_browser import STATS, _page, _wait_for_media
 from tests.video.test_call_pages import hosted_visit
 from tests.video.test_recording_daphne import recordings_dirs  # noqa: F401 - a fixture
 from video.models import Recording, RecordingStatus
@@ -34,47 +27,8 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 @pytest.fixture
 def daphne(redis_url, recordings_dirs) -> Iterator[str]:  # noqa: F811 - the fixture imported above
     """One daphne process on this test's database and Redis, writing recordings where the test reads them."""
-    db = connection.settings_dict
-    credentials = db["USER"] + (f":{db['PASSWORD']}" if db["PASSWORD"] else "")
-    env = (
-        os.environ
-        | recordings_dirs
-        | {
-            "DATABASE_URL": f"postgres://{credentials}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}",
-            "REDIS_URL": redis_url,
-            "SECRET_KEY": settings.SECRET_KEY,
-            "TELECONSULT_KEK": base64.b64encode(settings.TELECONSULT_KEK).decode(),
-            "TELECONSULT_AUDIT_KEY": base64.b64encode(settings.TELECONSULT_AUDIT_KEY).decode(),
-            "TELECONSULT_INDEX_KEY": base64.b64encode(settings.TELECONSULT_INDEX_KEY).decode(),
-            "ACCESS_LOG_LEVEL": "WARNING",
-        }
-    )
-    port = _free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "teleconsult.asgi:application"],
-        cwd=settings.BASE_DIR,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise AssertionError("daphne did not start") from None
-                time.sleep(0.2)
+    with daphne_processes(1, redis_url=redis_url, extra_env=recordings_dirs) as (port,):
         yield f"http://127.0.0.1:{port}"
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-        process.wait(20)
-        connections.close_all()
 
 
 def _until(page, check, what: str, timeout: float = 30) -> dict:

@@ -10,9 +10,6 @@ import base64
 import hashlib
 import json
 import os
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -27,6 +24,7 @@ from audit.models import AuditEvent
 from records.models import ConsentKind, Decision, Encounter
 from teleconsult import crypto, keyrotation
 from tests.teleconsult.support import run_in_own_loop
+from tests.video.daphne_processes import daphne_processes
 from tests.video.recording_support import (
     RecorderClient,
     ciphertext,
@@ -37,7 +35,6 @@ from tests.video.recording_support import (
 )
 from tests.video.signalling_support import add_participants, make_visit, signed_in_cookie
 from tests.video.test_call_pages import hosted_visit
-from tests.video.test_two_daphne import _free_port, _wait_for_port
 from video.models import Recording, RecordingStatus
 from video.recording import recording_data_key_id
 
@@ -63,43 +60,8 @@ def recordings_dirs(tmp_path, settings) -> dict[str, str]:
 def daphnes(redis_url, settings, recordings_dirs) -> Iterator[tuple[int, int]]:
     if settings.CHANNEL_LAYERS["default"]["BACKEND"] != "teleconsult.channel_layer.PooledRedisChannelLayer":
         pytest.fail("REDIS_URL must configure the Redis channel layer for this test")
-    db = connection.settings_dict
-    credentials = db["USER"] + (f":{db['PASSWORD']}" if db["PASSWORD"] else "")
-    env = (
-        os.environ
-        | recordings_dirs
-        | {
-            "DATABASE_URL": f"postgres://{credentials}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}",
-            "REDIS_URL": redis_url,
-            "SECRET_KEY": settings.SECRET_KEY,
-            "TELECONSULT_KEK": base64.b64encode(settings.TELECONSULT_KEK).decode(),
-            "TELECONSULT_AUDIT_KEY": base64.b64encode(settings.TELECONSULT_AUDIT_KEY).decode(),
-            "TELECONSULT_INDEX_KEY": base64.b64encode(settings.TELECONSULT_INDEX_KEY).decode(),
-            "ACCESS_LOG_LEVEL": "WARNING",
-        }
-    )
-    ports = [_free_port(), _free_port()]
-    processes = [
-        subprocess.Popen(
-            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "teleconsult.asgi:application"],
-            cwd=settings.BASE_DIR,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        for port in ports
-    ]
-    try:
-        for port, process in zip(ports, processes, strict=True):
-            _wait_for_port(port, process)
-        yield ports[0], ports[1]
-    finally:
-        for process in processes:
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGTERM)
-            process.wait(20)
-        connections.close_all()
+    with daphne_processes(2, redis_url=redis_url, extra_env=recordings_dirs) as (first, second):
+        yield first, second
 
 
 class Participant:

@@ -4,24 +4,18 @@ and every message of the protocol crosses between them."""
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from typing import Any
 
 import aiohttp
 import pytest
-from django.db import connection, connections
+from django.db import connections
 
 from records.models import Encounter, EncounterStatus
 from scheduling.models import AppointmentStatus
 from tests.teleconsult.support import run_in_own_loop
+from tests.video.daphne_processes import daphne_processes
 from tests.video.signalling_support import make_visit, signed_in_cookie
 from video.models import ChatMessage
 from video.protocol import CloseCode
@@ -31,62 +25,13 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.redis]
 SDP = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n" + "a=x\r\n" * 400  # about 2.5 KB
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def _wait_for_port(port: int, process: subprocess.Popen[bytes], timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"daphne exited with status {process.returncode}")
-        with socket.socket() as probe:
-            if probe.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.2)
-    raise AssertionError("daphne did not start listening")
-
-
 @pytest.fixture
 def two_daphnes(redis_url, settings) -> Iterator[tuple[int, int]]:
     """Two daphne processes (as production runs them) on this test's database and keys, sharing Redis."""
     if settings.CHANNEL_LAYERS["default"]["BACKEND"] != "teleconsult.channel_layer.PooledRedisChannelLayer":
         pytest.fail("REDIS_URL must configure the Redis channel layer for this test")
-    db = connection.settings_dict
-    credentials = db["USER"] + (f":{db['PASSWORD']}" if db["PASSWORD"] else "")
-    env = os.environ | {
-        "DATABASE_URL": f"postgres://{credentials}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}",
-        "REDIS_URL": redis_url,
-        "SECRET_KEY": settings.SECRET_KEY,
-        "TELECONSULT_KEK": base64.b64encode(settings.TELECONSULT_KEK).decode(),
-        "TELECONSULT_AUDIT_KEY": base64.b64encode(settings.TELECONSULT_AUDIT_KEY).decode(),
-        "TELECONSULT_INDEX_KEY": base64.b64encode(settings.TELECONSULT_INDEX_KEY).decode(),
-        "ACCESS_LOG_LEVEL": "WARNING",
-    }
-    ports = [_free_port(), _free_port()]
-    processes = [
-        subprocess.Popen(
-            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "teleconsult.asgi:application"],
-            cwd=settings.BASE_DIR,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        for port in ports
-    ]
-    try:
-        for port, process in zip(ports, processes, strict=True):
-            _wait_for_port(port, process)
-        yield ports[0], ports[1]
-    finally:
-        for process in processes:
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGTERM)
-            process.wait(10)
-        connections.close_all()
+    with daphne_processes(2, redis_url=redis_url) as (first, second):
+        yield first, second
 
 
 async def _next(ws: aiohttp.ClientWebSocketResponse, kind: str) -> dict[str, Any]:

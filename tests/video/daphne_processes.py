@@ -1,0 +1,88 @@
+"""daphne processes for tests, started as production starts them (`python -m daphne`) on this test's database,
+keys and Redis, each in its own process group; stopped (and the test's connections closed) on leaving."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator, Mapping
+
+from django.conf import settings
+from django.db import connection, connections
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def daphne_env(redis_url: str, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment a daphne process needs to serve this test's database with this test's keys and Redis."""
+    db = connection.settings_dict
+    credentials = db["USER"] + (f":{db['PASSWORD']}" if db["PASSWORD"] else "")
+    return (
+        dict(os.environ)
+        | {
+            "DATABASE_URL": f"postgres://{credentials}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}",
+            "REDIS_URL": redis_url,
+            "SECRET_KEY": settings.SECRET_KEY,
+            "TELECONSULT_KEK": base64.b64encode(settings.TELECONSULT_KEK).decode(),
+            "TELECONSULT_AUDIT_KEY": base64.b64encode(settings.TELECONSULT_AUDIT_KEY).decode(),
+            "TELECONSULT_INDEX_KEY": base64.b64encode(settings.TELECONSULT_INDEX_KEY).decode(),
+            "ACCESS_LOG_LEVEL": "WARNING",
+        }
+        | dict(extra or {})
+    )
+
+
+def _wait_until_healthy(port: int, process: subprocess.Popen[bytes], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        if process.poll() is not None:
+            raise AssertionError(f"daphne exited with status {process.returncode}")
+        if time.monotonic() > deadline:
+            raise AssertionError("daphne did not start")
+        time.sleep(0.2)
+
+
+@contextlib.contextmanager
+def daphne_processes(count: int, *, redis_url: str, extra_env: Mapping[str, str] | None = None) -> Iterator[list[int]]:
+    """`count` daphne processes on 127.0.0.1 sharing this test's database and Redis; yields their ports once each
+    answers /healthz."""
+    env = daphne_env(redis_url, extra_env)
+    ports = [free_port() for _ in range(count)]
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "teleconsult.asgi:application"],
+            cwd=settings.BASE_DIR,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        for port in ports
+    ]
+    try:
+        for port, process in zip(ports, processes, strict=True):
+            _wait_until_healthy(port, process)
+        yield ports
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+            process.wait(20)
+        connections.close_all()
