@@ -90,9 +90,9 @@ def bench_writer(participants: int, seconds: int, pictures: list[bytes]) -> tupl
     grey = bytes([128]) * (WIDTH * HEIGHT // 4)
     with tempfile.TemporaryDirectory() as scratch:
         path = os.path.join(scratch, "rec-bench.mkv")
-        kinds = ["video", "audio"] * participants
+        slots = [(participant, kind) for participant in range(participants) for kind in ("video", "audio")]
         cpu, wall = _cpu(), time.perf_counter()
-        writer = _Writer(path, kinds)
+        writer = _Writer(path, slots)
         t0 = writer.t0
         shown = 0
         for step in range(seconds * 50):  # 20 ms steps

@@ -468,8 +468,6 @@ VIDEO_EMPTY_VISIT_TIMEOUT_SECONDS = env_int("VIDEO_EMPTY_VISIT_TIMEOUT_SECONDS",
 # while recording (deleted once encrypted; keep it on a private, local disk of the daphne host).
 RECORDINGS_DIR = Path(env_str("RECORDINGS_DIR", str(VAR_DIR / "recordings"))).resolve()
 RECORDINGS_TMP_DIR = Path(env_str("RECORDINGS_TMP_DIR", str(VAR_DIR / "recordings-tmp"))).resolve()
-# How long the recorder waits for every recorded participant's connection before it writes without the missing.
-RECORDING_GATHER_SECONDS = env_int("RECORDING_GATHER_SECONDS", 15, minimum=2, maximum=120)
 NETWORK_TEST_MAX_PEERS = env_int("NETWORK_TEST_MAX_PEERS", 8, minimum=1, maximum=200)
 NETWORK_TEST_SECONDS = env_int("NETWORK_TEST_SECONDS", 30, minimum=5, maximum=300)
 # Whether that peer also offers a relay candidate from the configured TURN server: needed when browsers cannot

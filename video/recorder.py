@@ -6,11 +6,13 @@ messages to it and it answers each on that participant's channel. Each participa
 send-only connection with its SDP complete (every candidate in it: the recorder takes no trickled ones).
 
 Media: decoded frames from every recorded track go, through a bounded queue, to a writer thread that encodes
-and muxes them into one Matroska file (H.264 640×360 at most 15 frames a second per participant, Opus audio),
-timestamped by arrival on one clock so the participants stay in step. Encoding never runs on the event loop:
-the loop carries everyone's signalling. Matroska needs all its streams before the first packet, so the file
-opens once every participant recorded at the start has connected (or after RECORDING_GATHER_SECONDS); a
-connection that arrives later is told `recording_late` and is not recorded (docs/recording.md).
+and muxes them into one Matroska file (H.264 640×360 at most 15 frames a second per participant, each picture
+fitted inside with black bars so its shape is kept; Opus audio), timestamped by arrival on one clock so the
+participants stay in step. Encoding never runs on the event loop: the loop carries everyone's signalling.
+Matroska needs all its streams before the first packet, so the file declares at the start a sound stream (and,
+for a video recording, a picture stream) for every participant recorded: a participant's connection, the first
+or a new one after their page reloaded, feeds their own streams whenever it arrives. Only someone who was not in
+the call when the recording started has no stream, and is told `recording_late` (docs/recording.md).
 
 On stop the file is closed, encrypted with a fresh file key (teleconsult/filecrypto.py; the key stored in the
 row encrypted by the keyring), saved in the "recordings" storage, the plaintext deleted, and the row updated
@@ -52,14 +54,18 @@ MAX_FPS = 15
 AUDIO_RATE = 48_000
 # Frames waiting for the writer; beyond this, video frames are dropped (a slow disk or CPU must not grow memory).
 QUEUE_FRAMES = 400
-# Offers a participant may make per recording (a page retrying after a failure); each costs the host's process a
-# peer connection with its DTLS certificate, so a page cannot make it churn them.
-MAX_OFFERS = 3
+# Offers a participant may make per recording (the first, a page reloaded or reconnecting, a retry after a failure);
+# each costs the host's process a peer connection with its DTLS certificate (the previous one is closed), so a page
+# cannot make it churn them.
+MAX_OFFERS = 8
+# A participant's sound is placed by sample count from its first frame; when it arrives this much later than that
+# count says (a new connection after a reload, a long loss), it is placed at its arrival instead.
+AUDIO_RESYNC_SECONDS = 0.5
 
 # The recorders running in this process, by recording id.
 running: dict[str, Recorder] = {}
 # A plaintext file nobody has written to for this long belongs to a recorder that died (a live one writes every
-# frame; before its file opens it waits RECORDING_GATHER_SECONDS, at most 120 s).
+# frame it receives; a recording nobody sends anything to for ten minutes is not worth keeping open either).
 ORPHAN_AFTER_SECONDS = 600
 PLAINTEXT_PREFIX = "rec-"
 
@@ -85,23 +91,60 @@ def plaintext_sweep(*, now: float | None = None) -> int:
     return removed
 
 
-class _Writer:
-    """Encodes and muxes frames in a thread of its own. `put` is called from the event loop."""
+def _even(value: float) -> int:
+    return max(2, int(value) // 2 * 2)
 
-    def __init__(self, path: str, kinds: list[str]) -> None:
+
+class _Canvas:
+    """Fits pictures of any size inside WIDTH×HEIGHT keeping their shape (scaled, centred, black bars), so a
+    portrait phone's picture is not squeezed. yuv420p, whose chroma planes are half the size each way."""
+
+    def __init__(self) -> None:
+        blank = av.VideoFrame(WIDTH, HEIGHT, "yuv420p")
+        self.blank = [
+            bytes([value]) * plane.buffer_size for plane, value in zip(blank.planes, (16, 128, 128), strict=True)
+        ]
+
+    def fit(self, frame: Any) -> Any:
+        scale = min(WIDTH / frame.width, HEIGHT / frame.height)
+        width, height = min(WIDTH, _even(frame.width * scale)), min(HEIGHT, _even(frame.height * scale))
+        scaled = frame.reformat(width=width, height=height, format="yuv420p")
+        if (width, height) == (WIDTH, HEIGHT):
+            return scaled
+        out = av.VideoFrame(WIDTH, HEIGHT, "yuv420p")
+        left, top = (WIDTH - width) // 4 * 2, (HEIGHT - height) // 4 * 2  # centred, on even pixels
+        for index, (source, target) in enumerate(zip(scaled.planes, out.planes, strict=True)):
+            shift = 0 if index == 0 else 1  # the chroma planes are half as wide and half as high
+            rows, columns = height >> shift, width >> shift
+            x, y = left >> shift, top >> shift
+            data = bytearray(self.blank[index])
+            src = memoryview(source)
+            for row in range(rows):
+                start = (y + row) * target.line_size + x
+                data[start : start + columns] = src[row * source.line_size : row * source.line_size + columns]
+            target.update(bytes(data))
+        return out
+
+
+class _Writer:
+    """Encodes and muxes frames in a thread of its own. `put` is called from the event loop. Its streams are
+    fixed when it opens: one per (participant, kind), named after the participant."""
+
+    def __init__(self, path: str, slots: list[tuple[int, str]]) -> None:
         self.path = path
-        self.kinds = kinds
+        self.slots = slots
+        self.kinds = [kind for _participant, kind in slots]
         self.queue: queue.Queue[tuple[int, Any, float] | None] = queue.Queue(QUEUE_FRAMES)
         self.t0 = time.monotonic()
         self.last_put: dict[int, float] = {}
-        self.frames = [0 for _ in kinds]
+        self.frames = [0 for _ in slots]
         self.dropped = 0
         self.error: str = ""
         self.thread = threading.Thread(target=self._run, name="recording-writer", daemon=True)
         self.thread.start()
 
-    def put(self, index: int, frame: Any) -> None:
-        now = time.monotonic()
+    def put(self, index: int, frame: Any, *, at: float | None = None) -> None:
+        now = time.monotonic() if at is None else at
         if self.kinds[index] == "video":
             if now - self.last_put.get(index, -1.0) < 1 / MAX_FPS:
                 return
@@ -124,14 +167,17 @@ class _Writer:
             return
         streams: list[Any] = []
         stream: Any
-        for kind in self.kinds:
+        for participant, kind in self.slots:
             if kind == "video":
                 stream = container.add_stream("libx264", rate=MAX_FPS, options={"preset": "ultrafast"})
                 stream.width, stream.height, stream.pix_fmt = WIDTH, HEIGHT, "yuv420p"
                 stream.codec_context.time_base = Fraction(1, 1000)
             else:
                 stream = container.add_stream("libopus", rate=AUDIO_RATE)
+            # The participant's id (an internal number, no name): which stream is whose, for whoever reads it.
+            stream.metadata["title"] = f"participant {participant} {kind}"
             streams.append(stream)
+        canvas = _Canvas()
         last_pts: dict[int, int] = {}
         audio_samples: dict[int, int] = {}
         try:
@@ -142,15 +188,17 @@ class _Writer:
                 index, frame, at = item
                 try:
                     if self.kinds[index] == "video":
-                        frame = frame.reformat(width=WIDTH, height=HEIGHT, format="yuv420p")
+                        frame = canvas.fit(frame)
                         pts = max(int((at - self.t0) * 1000), last_pts.get(index, -1) + 1)
                         last_pts[index] = pts
                         frame.pts, frame.time_base = pts, Fraction(1, 1000)
                     else:
                         rate = frame.sample_rate
-                        if index not in audio_samples:
-                            # The first sound of this participant starts where it arrived on the common clock.
-                            audio_samples[index] = int((at - self.t0) * rate)
+                        arrived = int((at - self.t0) * rate)
+                        if arrived - audio_samples.get(index, -rate) > AUDIO_RESYNC_SECONDS * rate:
+                            # This participant's first sound, or sound after a gap (a new connection after a
+                            # reload): it starts where it arrived on the common clock.
+                            audio_samples[index] = max(arrived, audio_samples.get(index, 0))
                         frame.pts, frame.time_base = audio_samples[index], Fraction(1, rate)
                         audio_samples[index] += frame.samples
                     for packet in streams[index].encode(frame):
@@ -178,11 +226,12 @@ class Recorder:
         self.expected: set[int] = set()
         self.pcs: dict[int, RTCPeerConnection] = {}
         self.offers: dict[int, int] = {}
-        self.tracks: list[tuple[int, MediaStreamTrack]] = []
         self.writer: _Writer | None = None
+        # The writer's stream for each (participant, kind), and the track that feeds it now (a participant's newer
+        # connection takes over from the older one).
+        self.slots: dict[tuple[int, str], int] = {}
         self.writer_tracks: dict[MediaStreamTrack, int] = {}
         self.tasks: set[asyncio.Task[None]] = set()
-        self.gather: asyncio.TimerHandle | None = None
         self.stopping = False
         self.done = asyncio.Event()
         self.listener: asyncio.Task[None] | None = None
@@ -202,9 +251,13 @@ class Recorder:
         return self.channel
 
     def expect(self, participants: list[int]) -> None:
-        """Recording started with these participants in the call: wait for their connections, then write."""
+        """Recording started with these participants in the call: the file opens now with a stream for each of
+        them (sound, and a picture for a video recording), fed by their connections whenever they arrive."""
         self.expected = set(participants)
-        self.gather = asyncio.get_running_loop().call_later(settings.RECORDING_GATHER_SECONDS, self._open_writer)
+        kinds = ["audio", "video"] if self.kind == "video" else ["audio"]
+        slots = [(participant, kind) for participant in sorted(self.expected) for kind in kinds]
+        self.slots = {slot: index for index, slot in enumerate(slots)}
+        self.writer = _Writer(self.path, slots)
 
     async def discard(self) -> None:
         """Never started (the begin was refused): nothing was recorded, nothing is kept."""
@@ -234,31 +287,40 @@ class Recorder:
     async def _reply(self, channel: str, event: dict[str, Any]) -> None:
         await self.layer.send(channel, {"type": "recorder.reply", "event": event})
 
+    def _release(self, participant: int) -> None:
+        """The participant's tracks stop feeding their streams (their connection is being replaced or refused)."""
+        for track, index in list(self.writer_tracks.items()):
+            if self.writer is not None and self.writer.slots[index][0] == participant:
+                del self.writer_tracks[track]
+
     async def _offer(self, message: dict[str, Any]) -> None:
         participant, reply = int(message["participant"]), str(message["reply"])
         if self.stopping:
             return
-        if participant not in self.expected or self.writer is not None:
+        if participant not in self.expected:
+            # Not in the call when it started: the file has no stream for them.
             await self._reply(reply, {"type": "error", "code": "recording_late", "about": "recording_offer"})
             return
         self.offers[participant] = self.offers.get(participant, 0) + 1
         if self.offers[participant] > MAX_OFFERS:
             await self._reply(reply, {"type": "error", "code": "bad_recording_offer", "about": "recording_offer"})
             return
+        # A new offer of the same participant (a reloaded page, a reconnected one, a retry) replaces the previous
+        # connection: its tracks take over the participant's streams in the same file.
         old = self.pcs.pop(participant, None)
         if old is not None:
-            self.tracks = [(p, t) for p, t in self.tracks if p != participant]
+            self._release(participant)
             await old.close()
         pc = RTCPeerConnection(RTCConfiguration(iceServers=server_ice_servers()))
         self.pcs[participant] = pc
 
         @pc.on("track")
         def on_track(track: MediaStreamTrack) -> None:
-            if track.kind == "video" and self.kind == "audio":
-                self._drain(track, None)  # an audio-only recording takes no picture, even if one is sent
-                return
-            self.tracks.append((participant, track))
-            self._drain(track, participant)
+            index = self.slots.get((participant, track.kind))
+            if index is not None and self.pcs.get(participant) is pc:
+                self.writer_tracks[track] = index
+            # Every track is read, even one not recorded (a picture sent to an audio-only recording).
+            self._drain(track)
 
         try:
             await pc.setRemoteDescription(RTCSessionDescription(sdp=str(message["sdp"]), type="offer"))
@@ -267,20 +329,19 @@ class Recorder:
             await pc.setLocalDescription(await pc.createAnswer())
         except Exception as error:  # an SDP aiortc cannot take: the page is told, the recording goes on
             logger.info("recorder refused an offer: %s", type(error).__name__)
-            self.pcs.pop(participant, None)
-            self.tracks = [(p, t) for p, t in self.tracks if p != participant]
+            if self.pcs.get(participant) is pc:
+                self.pcs.pop(participant, None)
+                self._release(participant)
             await pc.close()
             await self._reply(reply, {"type": "error", "code": "bad_recording_offer", "about": "recording_offer"})
             return
         await self._reply(
             reply, {"type": "recording_answer", "recording": self.recording_id, "sdp": pc.localDescription.sdp}
         )
-        if self.expected <= set(self.pcs):
-            self._open_writer()
 
-    def _drain(self, track: MediaStreamTrack, participant: int | None) -> None:
-        """Read the track from the start (an unread track queues decoded frames without bound); its frames go to
-        the writer once it is open and if the track is part of the file."""
+    def _drain(self, track: MediaStreamTrack) -> None:
+        """Read the track from the start (an unread aiortc track queues decoded frames without bound); its frames
+        go to the writer while the track feeds one of its streams."""
 
         async def read() -> None:
             with contextlib.suppress(MediaStreamError):
@@ -295,37 +356,27 @@ class Recorder:
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
-    def _open_writer(self) -> None:
-        if self.writer is not None or self.stopping:
-            return
-        if self.gather is not None:
-            self.gather.cancel()
-        if not self.tracks:
-            return  # nobody connected in time: stop() records the failure
-        kinds = []
-        for index, (_participant, track) in enumerate(self.tracks):
-            self.writer_tracks[track] = index
-            kinds.append(track.kind)
-        self.writer = _Writer(self.path, kinds)
-
     async def stop(self) -> None:
         """Close the peers and the file, encrypt and store it (off the loop), update the row. Idempotent."""
         if self.stopping:
             await self.done.wait()
             return
         self.stopping = True
-        if self.gather is not None:
-            self.gather.cancel()
         for pc in list(self.pcs.values()):
             await pc.close()
         for task in list(self.tasks):
             task.cancel()
-        recorded = sorted({self.tracks[i][0] for i in self.writer_tracks.values()})
         writer = self.writer
         try:
             if writer is not None:
                 await asyncio.to_thread(writer.close)
             frames = sum(writer.frames) if writer is not None else 0
+            # The participants actually in the file: those whose streams received something.
+            recorded = (
+                sorted({writer.slots[i][0] for i, count in enumerate(writer.frames) if count})
+                if writer is not None
+                else []
+            )
             await database_sync_to_async(_finalise, thread_sensitive=False)(
                 recording_id=self.recording_id, path=self.path, frames=frames, participants=recorded
             )

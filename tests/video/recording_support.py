@@ -80,14 +80,70 @@ def in_thread(function: Any) -> Any:
     return run
 
 
+class ColourTrack(VideoStreamTrack):
+    """A synthetic camera: pictures of a given size, one colour (Y, U, V) with a block of another in the middle
+    (a square of a third of the shorter side), so a test can tell whose picture it is and whether it kept its shape."""
+
+    def __init__(self, width: int, height: int, colour: tuple[int, int, int], block: tuple[int, int, int]) -> None:
+        super().__init__()
+        self.picture = coloured_frame(width, height, colour, block)
+
+    async def recv(self) -> av.VideoFrame:
+        pts, time_base = await self.next_timestamp()
+        frame = av.VideoFrame(self.picture.width, self.picture.height, "yuv420p")
+        for source, target in zip(self.picture.planes, frame.planes, strict=True):
+            target.update(bytes(source))
+        frame.pts, frame.time_base = pts, time_base
+        return frame
+
+
+def coloured_frame(width: int, height: int, colour: tuple[int, int, int], block: tuple[int, int, int]) -> av.VideoFrame:
+    frame = av.VideoFrame(width, height, "yuv420p")
+    side = min(width, height) // 3 // 2 * 2
+    left, top = (width - side) // 4 * 2, (height - side) // 4 * 2
+    for index, plane in enumerate(frame.planes):
+        shift = 0 if index == 0 else 1
+        data = bytearray([colour[index]]) * plane.buffer_size
+        for row in range((top >> shift), (top + side) >> shift):
+            start = row * plane.line_size + (left >> shift)
+            data[start : start + (side >> shift)] = bytes([block[index]]) * (side >> shift)
+        plane.update(bytes(data))
+    return frame
+
+
+def rgb_at(frame: av.VideoFrame, x: int, y: int) -> tuple[int, int, int]:
+    """The colour of one pixel of a decoded picture (red, green, blue)."""
+    rgb = frame.reformat(format="rgb24")
+    plane = rgb.planes[0]
+    start = y * plane.line_size + x * 3
+    red, green, blue = bytes(plane)[start : start + 3]
+    return red, green, blue
+
+
+def block_extent(frame: av.VideoFrame, test: Any) -> tuple[int, int]:
+    """The width of the run of pixels passing `test` across the picture's middle row, and its height down the
+    middle column: the size of the block in the middle of a ColourTrack picture, as the file shows it."""
+    rgb = frame.reformat(format="rgb24")
+    plane, data = rgb.planes[0], bytes(rgb.planes[0])
+
+    def pixel(x: int, y: int) -> tuple[int, int, int]:
+        start = y * plane.line_size + x * 3
+        return data[start], data[start + 1], data[start + 2]
+
+    middle_x, middle_y = frame.width // 2, frame.height // 2
+    width = sum(1 for x in range(frame.width) if test(pixel(x, middle_y)))
+    height = sum(1 for y in range(frame.height) if test(pixel(middle_x, y)))
+    return width, height
+
+
 class RecorderClient:
     """One participant's connection to the recorder: synthetic camera and microphone, sent only."""
 
-    def __init__(self, *, audio_only: bool = False) -> None:
+    def __init__(self, *, audio_only: bool = False, video: VideoStreamTrack | None = None) -> None:
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         self.pc.addTransceiver(AudioStreamTrack(), direction="sendonly")
         if not audio_only:
-            self.pc.addTransceiver(VideoStreamTrack(), direction="sendonly")
+            self.pc.addTransceiver(video or VideoStreamTrack(), direction="sendonly")
 
     async def offer(self) -> str:
         # aiortc gathers every candidate inside setLocalDescription: the SDP is complete, as the recorder wants.
@@ -132,6 +188,18 @@ def ciphertext(recording: Recording) -> bytes:
 def plaintext(recording: Recording) -> bytes:
     key = base64.b64decode(recording.file_key)
     return b"".join(filecrypto.decrypt_stream(io.BytesIO(ciphertext(recording)), key=key, purpose=FILE_PURPOSE))
+
+
+def frames_by_stream(data: bytes) -> dict[str, list[Any]]:
+    """Every decoded frame of a media file by its stream's title ("participant <id> video|audio"), each with its
+    time in seconds as `.time`."""
+    found: dict[str, list[Any]] = {}
+    with av.open(io.BytesIO(data), mode="r") as container:
+        titles = {stream.index: stream.metadata.get("title", str(stream.index)) for stream in container.streams}
+        for packet in container.demux(*container.streams):
+            for frame in packet.decode():
+                found.setdefault(titles[packet.stream.index], []).append(frame)
+    return found
 
 
 def decode(data: bytes) -> Decoded:

@@ -26,12 +26,16 @@ from teleconsult import crypto, keyrotation
 from tests.teleconsult.support import run_in_own_loop
 from tests.video.daphne_processes import daphne_processes
 from tests.video.recording_support import (
+    ColourTrack,
     RecorderClient,
+    block_extent,
     ciphertext,
     decide_recording,
     decode,
+    frames_by_stream,
     in_thread,
     plaintext,
+    rgb_at,
 )
 from tests.video.signalling_support import add_participants, make_visit, signed_in_cookie
 from tests.video.test_call_pages import hosted_visit
@@ -111,9 +115,9 @@ class Participant:
     async def send(self, message_type: str, **fields: Any) -> None:
         await self.ws.send_str(json.dumps({"v": 1, "type": message_type, **fields}))
 
-    async def connect_recorder(self, recording: str) -> None:
+    async def connect_recorder(self, recording: str, client: RecorderClient | None = None) -> None:
         """What a page does on `recording_started`: one send-only connection to the recorder."""
-        self.recorder = RecorderClient()
+        self.recorder = client or RecorderClient()
         await self.send("recording_offer", recording=recording, sdp=await self.recorder.offer())
         answer = await self.next("recording_answer")
         assert answer["recording"] == recording
@@ -215,9 +219,12 @@ def test_consented_recording_across_two_processes(personas, daphnes, client, log
 
             # Each page connects to the recorder (on the practitioner's process, whatever process it is on).
             await asyncio.gather(*(someone.connect_recorder(asked["recording"]) for someone in everyone))
-            # A second connection once the file is being written is not recorded.
-            await doctor.send("recording_offer", recording=asked["recording"], sdp=await RecorderClient().offer())
-            assert (await doctor.next("error"))["code"] == "recording_late"
+            # A page's new connection (a reload, a reconnect) replaces its previous one, in the same file.
+            replacement = RecorderClient()
+            await doctor.send("recording_offer", recording=asked["recording"], sdp=await replacement.offer())
+            await replacement.accept((await doctor.next("recording_answer"))["sdp"])
+            await doctor.recorder.close()
+            doctor.recorder = replacement
             for someone in everyone:
                 await someone.recorder.until_sent("video", 150)
                 await someone.recorder.until_sent("audio", 150)
@@ -423,3 +430,93 @@ def test_the_host_leaving_stops_and_finalises_it(personas, daphnes):
     assert recording.status == RecordingStatus.STORED and recording.stop_reason == "host_left"
     decoded = decode(plaintext(recording))
     assert decoded.video_streams == 2 and decoded.video_frames > 10 and decoded.audio_frames > 10, decoded
+
+
+# Y, U, V of the synthetic cameras: a green picture with a white block, and a magenta one with a white block.
+GREEN, MAGENTA, WHITE = (150, 44, 21), (105, 212, 234), (235, 128, 128)
+
+
+def _green(rgb: tuple[int, int, int]) -> bool:
+    return rgb[1] > rgb[0] + 60 and rgb[1] > rgb[2] + 60
+
+
+def _magenta(rgb: tuple[int, int, int]) -> bool:
+    return rgb[0] > rgb[1] + 60 and rgb[2] > rgb[1] + 60
+
+
+def _white(rgb: tuple[int, int, int]) -> bool:
+    return min(rgb) > 200
+
+
+def test_a_page_reloaded_mid_recording_goes_on_in_the_same_file(personas, daphnes):
+    """The patient's page reloads while the visit is recorded (its websocket and its recorder connection go; a new
+    page comes, on the other process): told again, it connects to the recorder again and what it sends from then
+    on is in the same file, in the patient's own streams. Its camera is a portrait one: the file keeps its shape."""
+    visit = make_visit(personas)
+    decide_recording(personas, visit.patient)
+    cookies = {"practitioner": signed_in_cookie(personas.practitioner), "patient": signed_in_cookie(personas.patient)}
+    connections.close_all()
+    ids: dict[str, Any] = {}
+
+    async def scenario() -> None:
+        async with aiohttp.ClientSession() as http:
+            doctor, patient = await _in_call(http, daphnes, visit.path, cookies)
+            ids["patient"], ids["doctor"] = patient.id, doctor.id
+            await doctor.send("recording_start", kind="video")
+            started = await patient.next("recording_started")
+            await doctor.next("recording_started")
+            ids["recording"] = started["recording"]
+            await asyncio.gather(
+                doctor.connect_recorder(started["recording"]),
+                patient.connect_recorder(
+                    started["recording"], RecorderClient(video=ColourTrack(320, 240, GREEN, WHITE))
+                ),
+            )
+            await patient.recorder.until_sent("video", 60)
+
+            # The reload: the old page's connections end with it.
+            await patient.recorder.close()
+            await patient.ws.close()
+            back = await _join(http, daphnes[0], visit.path, cookies["patient"])
+            if back.frames[0].get("state") == "waiting":
+                await doctor.next("waiting")
+                await doctor.send("admit", participant=back.id)
+                await back.next("admitted")
+            again = await back.next("recording_started")
+            assert again["recording"] == started["recording"] and back.id in again["participants"]
+            # A portrait camera (a phone held upright) this time.
+            await back.connect_recorder(again["recording"], RecorderClient(video=ColourTrack(180, 320, MAGENTA, WHITE)))
+            await back.recorder.until_sent("video", 60)
+            await back.recorder.until_sent("audio", 150)
+
+            await doctor.send("recording_stop")
+            await back.next("recording_stopped")
+            for client in (doctor.recorder, back.recorder):
+                await client.close()
+            await doctor.send("end")
+            await doctor.close_code()
+
+    run_in_own_loop(lambda: asyncio.wait_for(scenario(), 180))
+    recording = _stored(ids["recording"])
+    assert recording.status == RecordingStatus.STORED, recording.stop_reason
+    assert sorted(recording.participants) == sorted([ids["doctor"], ids["patient"]])
+    streams = frames_by_stream(plaintext(recording))
+    assert sorted(streams) == sorted(
+        f"participant {p} {kind}" for p in (ids["doctor"], ids["patient"]) for kind in ("audio", "video")
+    )
+    pictures = streams[f"participant {ids['patient']} video"]
+    middle = [(frame.time, rgb_at(frame, 320, 100)) for frame in pictures]
+    before = [at for at, rgb in middle if _green(rgb)]
+    after = [at for at, rgb in middle if _magenta(rgb)]
+    # The patient's pictures before the reload and after it, in that order, in the same stream.
+    assert len(before) > 10 and len(after) > 10, (len(before), len(after), len(pictures))
+    assert max(before) < min(after)
+    # Sound after the reload too.
+    sound = streams[f"participant {ids['patient']} audio"]
+    assert sum(1 for frame in sound if frame.time > min(after)) > 50
+    # The portrait picture kept its shape: fitted to the frame's height with black bars at the sides, its square
+    # block still square (squeezed to 640×360 it would be over three times wider than high).
+    last = next(frame for frame in reversed(pictures) if _magenta(rgb_at(frame, 320, 100)))
+    assert max(rgb_at(last, 20, 180)) < 40 and max(rgb_at(last, 620, 180)) < 40
+    width, height = block_extent(last, _white)
+    assert height > 55 and abs(width - height) <= 6, (width, height)
