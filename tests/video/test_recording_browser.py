@@ -5,6 +5,7 @@ that decrypts to decodable video and audio."""
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Iterator
 
@@ -14,7 +15,7 @@ from audit.actions import AuditAction
 from audit.models import AuditEvent
 from tests.browser_checks import assert_accessible
 from tests.video.daphne_processes import daphne_processes
-from tests.video.recording_support import ciphertext, decide_recording, decode, plaintext
+from tests.video.recording_support import ciphertext, decide_recording, decode, frames_by_stream, plaintext
 from tests.video.signalling_support import signed_in_cookie
 from tests.video.test_call_browser import STATS, _page, _wait_for_media
 from tests.video.test_call_pages import hosted_visit
@@ -95,3 +96,71 @@ def test_the_practitioner_records_and_the_patient_sees_it(browser, personas, dap
     assert decoded.video_frames > 20 and decoded.audio_frames > 50, decoded
     assert AuditEvent.objects.filter(action=AuditAction.RECORDING_STARTED).count() == 1
     assert AuditEvent.objects.filter(action=AuditAction.RECORDING_STOPPED, details__reason="host").count() == 1
+
+
+def _stored_recording() -> Recording:
+    deadline = time.monotonic() + 90
+    while not Recording.objects.filter(status__in=[RecordingStatus.STORED, RecordingStatus.FAILED]).exists():
+        assert time.monotonic() < deadline, "the recording was not stored"
+        time.sleep(0.3)
+    return Recording.objects.get()
+
+
+def test_the_recorder_follows_audio_only_and_back(browser, personas, daphne):
+    """The practitioner goes audio-only during a video recording: the recorder gets no more pictures from that
+    page but keeps its sound; back to video, the pictures come again. The file shows the hole in the pictures
+    and none in the sound."""
+    visit = hosted_visit(personas)
+    decide_recording(personas, visit.patient)
+    public_id = visit.appointment.public_id
+    patient = _page(browser, daphne, signed_in_cookie(personas.patient))
+    practitioner = _page(browser, daphne, signed_in_cookie(personas.practitioner))
+    try:
+        patient.goto(f"/visit/{public_id}/waiting/")
+        patient.get_by_text("Esperando a que el profesional lo admita.").wait_for()
+        practitioner.goto(f"/visit/{public_id}/room/")
+        practitioner.get_by_role("button", name="Admitir", exact=True).click()
+        _wait_for_media(practitioner)
+        practitioner.get_by_role("button", name="Grabar video y audio").click()
+        stats = _until(
+            practitioner,
+            lambda s: s["recording"]["connection"] == "connected" and s["recording"]["sent"]["video"] > 50,
+            "pictures to the recorder",
+        )
+        me = stats["me"]
+        assert stats["recording"]["video"] == "camera"
+
+        practitioner.get_by_role("button", name="Solo audio").click()
+        stats = _until(practitioner, lambda s: s["recording"]["video"] is None, "no picture to the recorder")
+        pictures, sound = stats["recording"]["sent"]["video"], stats["recording"]["sent"]["audio"]
+        # Three seconds of sound (50 packets a second) with no picture.
+        stats = _until(practitioner, lambda s: s["recording"]["sent"]["audio"] > sound + 150, "sound goes on")
+        assert stats["recording"]["sent"]["video"] <= pictures + 5, (pictures, stats["recording"])
+
+        practitioner.get_by_role("button", name="Volver al video").click()
+        stats = _until(practitioner, lambda s: s["recording"]["video"] == "camera", "the picture again")
+        resumed = stats["recording"]["sent"]["video"]
+        _until(practitioner, lambda s: s["recording"]["sent"]["video"] > resumed + 50, "pictures again")
+
+        practitioner.get_by_role("button", name="Detener la grabación").click()
+        practitioner.get_by_role("button", name="Grabar video y audio").wait_for()
+    finally:
+        patient.context.close()
+        practitioner.context.close()
+
+    recording = _stored_recording()
+    assert recording.status == RecordingStatus.STORED, recording.stop_reason
+    streams = frames_by_stream(plaintext(recording))
+    pictures_at = [float(frame.time) for frame in streams[f"participant {me} video"]]
+    sound_at = [float(frame.time) for frame in streams[f"participant {me} audio"]]
+
+    def longest_gap(times: list[float]) -> tuple[float, float]:
+        return max(((later - earlier), earlier) for earlier, later in itertools.pairwise(times))
+
+    hole, hole_from = longest_gap(pictures_at)
+    # No picture for the audio-only stretch (three seconds of sound at least), pictures before and after it.
+    assert hole > 2.5, hole
+    assert any(at < hole_from for at in pictures_at) and any(at > hole_from + hole for at in pictures_at)
+    # The sound went on through it.
+    assert longest_gap(sound_at)[0] < 1.0, longest_gap(sound_at)
+    assert sound_at[0] < hole_from and sound_at[-1] > hole_from + hole

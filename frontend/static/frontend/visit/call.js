@@ -246,6 +246,8 @@
   function applyVideo() {
     var track = outgoingVideo();
     videoSenders().forEach(function (sender) { sender.replaceTrack(track).catch(function () {}); });
+    // The recorder gets what the others get: another camera, the screen, or no picture in audio-only.
+    recordingFollow(track);
     var stage = $("[data-call-stage]");
     if (stage) { stage.setAttribute("data-modality", state.modality); }
     updateButtons();
@@ -641,7 +643,8 @@
   // Kept apart from the call's own connections: the recorder is one more, send-only connection to the server,
   // negotiated with its own messages (recording_offer → recording_answer) and never part of the mesh.
 
-  var recording = { id: null, kind: null, phase: "idle", askedId: null, pc: null };
+  var recording = { id: null, kind: null, phase: "idle", askedId: null, pc: null, videoSender: null, retries: 0,
+    retriesFor: null };
 
   function recordingMessage(message) {
     switch (message.type) {
@@ -720,8 +723,19 @@
     var audio = audioTrack();
     pc.addTransceiver(audio || "audio", { direction: "sendonly", streams: state.local ? [state.local] : [] });
     if (kind === "video") {
-      pc.addTransceiver(outgoingVideo() || "video", { direction: "sendonly", streams: state.local ? [state.local] : [] });
+      // Always a picture transceiver in a video recording, even in audio-only: its track follows applyVideo().
+      recording.videoSender = pc.addTransceiver(outgoingVideo() || "video",
+        { direction: "sendonly", streams: state.local ? [state.local] : [] }).sender;
     }
+    // A connection that fails mid-recording (the network changed) is made again, a few times per recording: the
+    // recorder puts the new one in the same file.
+    pc.addEventListener("connectionstatechange", function () {
+      if (pc.connectionState !== "failed" || recording.pc !== pc || recording.id !== id) { return; }
+      if (recording.retriesFor !== id) { recording.retriesFor = id; recording.retries = 0; }
+      if (recording.retries >= 3) { return; }
+      recording.retries += 1;
+      recordingConnect(id, kind);
+    });
     return pc.setLocalDescription().then(function () {
       if (pc.iceGatheringState === "complete") { return undefined; }
       return new Promise(function (resolve) {
@@ -745,6 +759,13 @@
 
   function recordingClose() {
     if (recording.pc) { recording.pc.close(); recording.pc = null; }
+    recording.videoSender = null;
+  }
+
+  function recordingFollow(track) {
+    if (recording.videoSender && recording.pc && recording.pc.connectionState !== "closed") {
+      recording.videoSender.replaceTrack(track).catch(function () {});
+    }
   }
 
   // The host's buttons and the other staff's answer; true when the action was a recording one.
@@ -763,9 +784,29 @@
     return true;
   }
 
+  function recordingVideoSource() {
+    var track = recording.videoSender ? recording.videoSender.track : null;
+    if (!track) { return null; }
+    return state.screen && state.screen.getVideoTracks()[0] === track ? "screen" : "camera";
+  }
+
+  // Packets sent to the recorder so far, by kind.
+  function recordingSent() {
+    var sent = { audio: 0, video: 0 };
+    if (!recording.pc) { return Promise.resolve(sent); }
+    return recording.pc.getStats().then(function (report) {
+      report.forEach(function (entry) {
+        if (entry.type === "outbound-rtp" && entry.kind in sent) { sent[entry.kind] += entry.packetsSent || 0; }
+      });
+      return sent;
+    }).catch(function () { return sent; });
+  }
+
   function recordingStats() {
     return { phase: recording.phase, id: recording.id, kind: recording.kind,
       connection: recording.pc ? recording.pc.connectionState : null,
+      // What the recorder is sent as a picture: "camera", "screen", or null (audio-only, no camera, audio recording).
+      video: recordingVideoSource(),
       indicator: ($("[data-recording-status]") || {}).textContent || "" };
   }
 
@@ -887,8 +928,12 @@
             audioEnergy: s.audioEnergy, bytesReceived: s.bytesReceived, rtt: s.rtt };
         });
       })).then(function (list) {
-        return { phase: state.phase, role: state.role, me: state.me, modality: state.modality, welcomes: state.welcomes,
-          quality: state.quality, peers: list, recording: recordingStats() };
+        return recordingSent().then(function (sent) {
+          var recorded = recordingStats();
+          recorded.sent = sent;
+          return { phase: state.phase, role: state.role, me: state.me, modality: state.modality,
+            welcomes: state.welcomes, quality: state.quality, peers: list, recording: recorded };
+        });
       });
     },
     // A drop as the network makes it, seen from this side (the server sees the connection go away).
