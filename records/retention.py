@@ -14,6 +14,7 @@ from accounts.models import User
 from audit import services as audit
 from audit.actions import AuditAction, Purpose
 from records.models import LegalHold, LegalRepresentative, Patient, PatientIdentifier, PatientRevision
+from records.signals import patient_anonymised
 
 ANONYMISED = "ANONIMIZADO"
 
@@ -96,8 +97,9 @@ def purge_candidates(*, now: dt.datetime | None = None) -> list[Patient]:
 
 @transaction.atomic
 def purge_expired(*, now: dt.datetime | None = None) -> list[int]:
-    """Remove identity (names, contact, documents) from eligible records. Never touches anything inside
-    retention or under hold: each patient is re-checked under a row lock right before it is changed."""
+    """Remove identity (names, contact, documents) from eligible records, and, through `patient_anonymised`, what
+    other apps keep of them (visit recordings). Never touches anything inside retention or under hold: each patient
+    is re-checked under a row lock right before it is changed. One transaction: all of it or nothing."""
     now = now or timezone.now()
     purged = []
     for candidate in purge_candidates(now=now):
@@ -131,5 +133,7 @@ def purge_expired(*, now: dt.datetime | None = None) -> list[int]:
             object_type="patient",
             object_id=patient.pk,
         )
+        # What other apps keep of this patient goes with the identity (recordings: file and key destroyed).
+        patient_anonymised.send(sender=Patient, patient_id=patient.pk, now=now)
         purged.append(patient.pk)
     return purged

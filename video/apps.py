@@ -5,12 +5,13 @@ class VideoConfig(AppConfig):
     name = "video"
 
     def ready(self) -> None:
-        from records.signals import consent_revoked
+        from records.signals import consent_revoked, patient_anonymised
         from scheduling.signals import periodic_upkeep
 
         periodic_upkeep.connect(_finish_abandoned_visits, dispatch_uid="video.finish_abandoned_visits")
         periodic_upkeep.connect(_fail_lost_recordings, dispatch_uid="video.fail_lost_recordings")
         consent_revoked.connect(_stop_recordings_on_revocation, dispatch_uid="video.stop_recordings_on_revocation")
+        patient_anonymised.connect(_destroy_recordings_past_retention, dispatch_uid="video.destroy_recordings")
 
 
 def _finish_abandoned_visits(**_: object) -> None:
@@ -43,3 +44,14 @@ def _stop_recordings_on_revocation(*, patient_id: int, kind: str, **_: object) -
             async_to_sync(layer.send)(push.channel, push.message)
         else:
             async_to_sync(layer.group_send)(push.group, push.message)
+
+
+def _destroy_recordings_past_retention(*, patient_id: int, now: object, **_: object) -> None:
+    """The patient's record is anonymised past retention (SEC-5): their recordings' files and keys are destroyed in
+    the same transaction; the rows stay as the trace."""
+    import datetime as dt
+
+    from video.recording import recordings_destroy_past_retention
+
+    assert isinstance(now, dt.datetime)
+    recordings_destroy_past_retention(patient_id=patient_id, now=now)

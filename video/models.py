@@ -113,6 +113,9 @@ class RecordingStatus(models.TextChoices):
     STOPPED = "stopped", "stopped"  # stopped, being finalised (encrypted and stored)
     STORED = "stored", "stored"  # the encrypted file is kept and attached to the encounter
     FAILED = "failed", "failed"  # nothing usable was written (no media arrived, or the recorder was lost)
+    # Past the patient's retention (SEC-5), with their record's identity: the file and its key were destroyed;
+    # the row stays as the trace (times, kind, size and SHA-256 of what was kept).
+    DESTROYED = "destroyed", "destroyed"
 
 
 # A visit has at most one recording in these states at a time.
@@ -134,6 +137,7 @@ class Recording(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     stopped_at = models.DateTimeField(null=True, blank=True)
     stored_at = models.DateTimeField(null=True, blank=True)
+    destroyed_at = models.DateTimeField(null=True, blank=True)
     # host, consent_revoked, participant_without_consent, host_left, visit_ended (stopped or cancelled),
     # refused, no_media, recorder_lost.
     stop_reason = models.CharField(max_length=40, blank=True)
@@ -165,6 +169,10 @@ class Recording(models.Model):
             models.CheckConstraint(
                 condition=Q(status__in=["requested", "refused", "cancelled"]) | Q(started_at__isnull=False),
                 name="video_recording_started_at",
+            ),
+            models.CheckConstraint(
+                condition=~Q(status="destroyed") | (Q(destroyed_at__isnull=False) & Q(file_key__isnull=True)),
+                name="video_recording_destroyed_has_no_key",
             ),
         ]
         indexes = [models.Index(fields=["encounter", "requested_at"], name="video_recording_encounter")]

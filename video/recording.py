@@ -15,15 +15,19 @@ aiortc recorder in the host's daphne process) is video/recorder.py.
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import logging
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from django.core.files.storage import storages
 from django.db import connection, transaction
 from django.utils import timezone
 
 from accounts.models import User
-from audit.actions import AuditAction, Outcome
+from audit import services as audit
+from audit.actions import AuditAction, Outcome, Purpose
 from records.consent import may_record_visit, recording_consent_kinds
 from scheduling.models import ParticipantRole
 from teleconsult.crypto import key_id_of
@@ -38,6 +42,8 @@ from video.models import (
     VisitStatus,
 )
 from video.services import ActionError, Push, _audit, _host, _lock, visit_group
+
+logger = logging.getLogger(__name__)
 
 # The purpose authenticated with every chunk of a recording's encrypted file (teleconsult/filecrypto.py).
 FILE_PURPOSE = "video.recording.file"
@@ -471,3 +477,49 @@ def stored_recordings(*, appointment_id: int) -> list[Recording]:
             "started_at"
         )
     )
+
+
+def recordings_destroy_past_retention(*, patient_id: int, now: dt.datetime) -> int:
+    """Inside the purge of a patient's record past retention (records.retention.purge_expired, its transaction and
+    its checks: retention over, no legal hold): each stored recording of their visits is destroyed by destroying
+    its file key (crypto-shredding: the ciphertext cannot be read any more, in storage or in any copy of it) and,
+    once the purge commits, its file. The row stays, `destroyed`, with its times, kind, size and SHA-256, and the
+    trail says so. Returns how many."""
+    destroyed = 0
+    stored = (
+        Recording.objects.select_for_update(of=("self",))
+        .select_related("visit__appointment")
+        .filter(visit__appointment__patient_id=patient_id, status=RecordingStatus.STORED)
+        .order_by("pk")
+    )
+    for recording in stored:
+        recording.status = RecordingStatus.DESTROYED
+        recording.destroyed_at = now
+        recording.file_key = None
+        recording.save(update_fields=["status", "destroyed_at", "file_key"])
+        audit.record(
+            action=AuditAction.RECORDING_DESTROYED,
+            purpose=Purpose.OPERATIONS,
+            actor_role="system",
+            patient_id=patient_id,
+            object_type="recording",
+            object_id=recording.pk,
+            details={
+                "recording": str(recording.public_id),
+                "kind": recording.kind,
+                "reason": "retention_expired",
+                "sha256": recording.sha256,
+            },
+        )
+        transaction.on_commit(functools.partial(_delete_file, recording.pk, recording.file_name))
+        destroyed += 1
+    return destroyed
+
+
+def _delete_file(pk: int, name: str) -> None:
+    """After the purge committed (the key is gone already): the ciphertext goes from the recordings storage."""
+    try:
+        storages["recordings"].delete(name)
+    except OSError:
+        # Unreadable without its key; the operator removes it (docs/recording.md). The row's id only.
+        logger.error("a destroyed recording's file could not be deleted", extra={"recording": pk})

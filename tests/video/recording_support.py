@@ -211,3 +211,46 @@ def decode(data: bytes) -> Decoded:
         for frame in container.decode(*container.streams):
             counts["video" if isinstance(frame, av.VideoFrame) else "audio"] += 1
     return Decoded(counts["video"], counts["audio"], video, audio)
+
+
+def stored_recording(personas: Any, visit: Any, media: bytes = b"\x1aE\xdf\xa3 a recording") -> Recording:
+    """A recording of `visit` as the recorder leaves it once stored: the visit ended, its encounter, the media
+    encrypted with a fresh file key in the recordings storage, the row `stored` (for tests of what happens to it
+    afterwards, without a call)."""
+    from django.core.files.base import ContentFile
+    from django.utils import timezone
+
+    from scheduling.models import ParticipantRole
+    from video.models import RecordingStatus, VisitSession, VisitStatus
+    from video.services import _start_encounter
+
+    appointment = visit.appointment
+    session = VisitSession.objects.filter(appointment=appointment).first()
+    if session is None:
+        session = VisitSession(appointment=appointment)
+        _start_encounter(session, list(appointment.participants.all()), personas.practitioner)
+        now = timezone.now()
+        session.status, session.started_at, session.ended_at = VisitStatus.ENDED, now, now
+        session.save()
+    key = filecrypto.new_file_key()
+    sealed = io.BytesIO()
+    encrypted = filecrypto.encrypt_stream(io.BytesIO(media), sealed, key=key, purpose=FILE_PURPOSE)
+    recording = Recording(
+        visit=session,
+        encounter=session.encounter,
+        kind="video",
+        status=RecordingStatus.STORED,
+        requested_by=appointment.participants.get(role=ParticipantRole.PRACTITIONER),
+        started_by=personas.practitioner,
+        started_at=timezone.now(),
+        stopped_at=timezone.now(),
+        stored_at=timezone.now(),
+        size=encrypted.size,
+        sha256=encrypted.sha256,
+        file_key=base64.b64encode(key).decode(),
+    )
+    recording.file_name = storages["recordings"].save(
+        f"2026/12/{recording.public_id}.tcf", ContentFile(sealed.getvalue())
+    )
+    recording.save()
+    return recording
