@@ -126,6 +126,7 @@ class AuditAction(StrEnum):
     RECORDING_STORED = "video.recording.stored"
     RECORDING_FAILED = "video.recording.failed"
     RECORDING_ACCESSED = "video.recording.accessed"
+    RECORDING_LISTED = "video.recording.listed"
     RECORDING_DESTROYED = "video.recording.destroyed"
     # audit: the trail itself
     TRAIL_VIEWED = "audit.trail.viewed"

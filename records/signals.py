@@ -11,3 +11,9 @@ consent_revoked = Signal()
 # patient's personal data that other apps keep (the video app: the recordings' files and keys) in that same
 # transaction; one that raises makes the whole purge fail and change nothing.
 patient_anonymised = Signal()
+
+# Sent by the encounter's note page (records.views.clinical.editor) with `request`, `user` and `encounter`. Each
+# receiver returns an HTML section (safe, already rendered and gated by its app) or "" for nothing; the page shows
+# them after the note. How apps above records show what they keep of an encounter (the video app: its recordings)
+# without records importing them.
+encounter_page_sections = Signal()

@@ -5,13 +5,14 @@ class VideoConfig(AppConfig):
     name = "video"
 
     def ready(self) -> None:
-        from records.signals import consent_revoked, patient_anonymised
+        from records.signals import consent_revoked, encounter_page_sections, patient_anonymised
         from scheduling.signals import periodic_upkeep
 
         periodic_upkeep.connect(_finish_abandoned_visits, dispatch_uid="video.finish_abandoned_visits")
         periodic_upkeep.connect(_fail_lost_recordings, dispatch_uid="video.fail_lost_recordings")
         consent_revoked.connect(_stop_recordings_on_revocation, dispatch_uid="video.stop_recordings_on_revocation")
         patient_anonymised.connect(_destroy_recordings_past_retention, dispatch_uid="video.destroy_recordings")
+        encounter_page_sections.connect(_encounter_recordings, dispatch_uid="video.encounter_recordings")
 
 
 def _finish_abandoned_visits(**_: object) -> None:
@@ -55,3 +56,10 @@ def _destroy_recordings_past_retention(*, patient_id: int, now: object, **_: obj
 
     assert isinstance(now, dt.datetime)
     recordings_destroy_past_retention(patient_id=patient_id, now=now)
+
+
+def _encounter_recordings(**kwargs: object) -> str:
+    """The recordings section of the encounter's note page (gated and audited in video.recording_access)."""
+    from video.recording_views import encounter_recordings_section
+
+    return encounter_recordings_section(**kwargs)  # type: ignore[arg-type]

@@ -1,4 +1,5 @@
-"""The access gate of stored recordings (VID-8): who may retrieve one, audited every time, allowed or not."""
+"""The access gate of stored recordings (VID-8): who may retrieve one or see an encounter's list of them, audited
+every time, allowed or not."""
 
 from __future__ import annotations
 
@@ -58,3 +59,44 @@ def recording_for(user: User, public_id: Any) -> Recording:
         actor_role=actor_role,
     )
     return recording  # type: ignore[return-value]
+
+
+def recordings_listed(user: User, *, encounter_id: int) -> list[Recording]:
+    """The encounter's recordings (stored ones, and those destroyed past retention, whose rows are the trace), oldest
+    first, for whoever may retrieve them: the same rule as `recording_for`. Anyone else gets an empty list. When
+    there is something to list, the decision is audited (`video.recording.listed`, with the recordings' ids, or
+    denied); an encounter without recordings shows nothing and reads nothing."""
+    recordings = list(
+        Recording.objects.select_related("visit__appointment")
+        .filter(encounter_id=encounter_id, status__in=[RecordingStatus.STORED, RecordingStatus.DESTROYED])
+        .order_by("started_at", "pk")
+    )
+    if not recordings:
+        return []
+    patient_id = recordings[0].visit.appointment.patient_id
+    decision = chart_policy(user, patient_id) if getattr(user, "role", None) == Role.PRACTITIONER else None
+    actor_user_id: int | None = getattr(user, "pk", None)
+    actor_role = str(getattr(user, "role", "") or "anonymous")
+    if decision is None:
+        audit.record(
+            action=AuditAction.RECORDING_LISTED,
+            outcome=Outcome.DENIED,
+            patient_id=patient_id,
+            object_type="encounter",
+            object_id=encounter_id,
+            actor_user_id=actor_user_id,
+            actor_role=actor_role,
+        )
+        return []
+    purpose, via = decision
+    audit.record(
+        action=AuditAction.RECORDING_LISTED,
+        purpose=purpose,
+        patient_id=patient_id,
+        object_type="encounter",
+        object_id=encounter_id,
+        details={"recordings": [str(r.public_id) for r in recordings], "via": via},
+        actor_user_id=actor_user_id,
+        actor_role=actor_role,
+    )
+    return recordings

@@ -6,10 +6,11 @@ import base64
 import logging
 import uuid
 from collections.abc import Iterator
-from typing import BinaryIO, cast
+from typing import Any, BinaryIO, cast
 
 from django.core.files.storage import storages
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.template.loader import render_to_string
 from django.utils.cache import add_never_cache_headers
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET
@@ -19,7 +20,7 @@ from accounts.models import Role, User
 from teleconsult import filecrypto
 from teleconsult.crypto import CryptoError
 from video.recording import FILE_PURPOSE
-from video.recording_access import recording_for
+from video.recording_access import recording_for, recordings_listed
 
 logger = logging.getLogger(__name__)
 
@@ -58,3 +59,12 @@ def recording_download(request: HttpRequest, public_id: uuid.UUID) -> HttpRespon
     add_never_cache_headers(streamed)
     # role_required is typed for HttpResponse; a streaming response goes through it the same way.
     return streamed  # type: ignore[return-value]
+
+
+def encounter_recordings_section(*, request: HttpRequest, user: User, encounter: Any, **_: object) -> str:
+    """The encounter's note page asks (records.signals.encounter_page_sections): its recordings, with their
+    download links, for whoever the gate lets see them (listing audited, each download gated and audited again)."""
+    recordings = recordings_listed(user, encounter_id=encounter.pk)
+    if not recordings:
+        return ""
+    return render_to_string("video/_encounter_recordings.html", {"recordings": recordings}, request=request)

@@ -38,6 +38,7 @@ from records.notes import (
     note_content,
     note_save_draft,
 )
+from records.signals import encounter_page_sections
 from records.views.clinical._common import (
     cie10_title,
     errors_of,
@@ -260,6 +261,9 @@ def _note_context(
     if note.status == NoteStatus.SIGNED:
         context["signer"] = _participant_of(note, note.signed_by_id)
         context["amendments"] = list(note.amendments.order_by("created_at", "pk"))
+    # What other apps keep of this encounter (its visit's recordings), each behind its own gate and audit.
+    sections = encounter_page_sections.send(sender=ClinicalNote, request=request, user=user, encounter=note.encounter)
+    context["encounter_sections"] = [html for _receiver, html in sections if html]
     return context
 
 
