@@ -19,7 +19,8 @@ from records.access import chart_for
 from scheduling.access import appointment_for
 from scheduling.models import AppointmentStatus, ParticipantRole
 from video.call_strings import call_strings
-from video.recording import stored_recordings
+from video.models import RecordingStatus, VisitSession
+from video.recording_access import recordings_listed
 
 _HOST_ROLES = (ParticipantRole.PRACTITIONER, ParticipantRole.CONSULTED)
 
@@ -38,9 +39,11 @@ def room(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
     # The call goes on without the chart for someone without a care relationship (the refusal is audited).
     with contextlib.suppress(AccessDenied):
         patient = chart_for(user, appointment.patient_id).patient
-    if patient is not None:
-        # The care team's way to the visit's recordings (each download goes through its own gate and audit).
-        recordings = stored_recordings(appointment_id=appointment.pk)
+    encounter_id = VisitSession.objects.filter(appointment=appointment).values_list("encounter_id", flat=True).first()
+    if patient is not None and encounter_id is not None:
+        # The care team's way to the visit's recordings: the listing's gate and trail, then each download's.
+        listed = recordings_listed(user, encounter_id=encounter_id)
+        recordings = [recording for recording in listed if recording.status == RecordingStatus.STORED]
     if patient is not None:
         header = medications.chart_header(patient)
         english = (get_language() or "").startswith("en")

@@ -470,15 +470,6 @@ def recording_data_key_id(recording: Recording) -> int | None:
     return key_id_of(bytes(row[0])) if row and row[0] is not None else None
 
 
-def stored_recordings(*, appointment_id: int) -> list[Recording]:
-    """The stored recordings of an appointment's visit, oldest first (times and kinds only: no media)."""
-    return list(
-        Recording.objects.filter(visit__appointment_id=appointment_id, status=RecordingStatus.STORED).order_by(
-            "started_at"
-        )
-    )
-
-
 def recordings_destroy_past_retention(*, patient_id: int, now: dt.datetime) -> int:
     """Inside the purge of a patient's record past retention (records.retention.purge_expired, its transaction and
     its checks: retention over, no legal hold): each stored recording of their visits is destroyed by destroying

@@ -289,6 +289,9 @@ def test_consented_recording_across_two_processes(personas, daphnes, client, log
     login_as(personas.practitioner)
     room = client.get(f"/visit/{visit.appointment.public_id}/room/").content.decode()
     assert f'href="{url}"' in room and "Grabaciones de esta teleconsulta" in room
+    listed = _trail(AuditAction.RECORDING_LISTED)
+    assert len(listed) == 1 and listed[0].outcome == Outcome.SUCCESS
+    assert listed[0].details == {"recordings": [str(recording.public_id)], "via": "care_relationship"}
     assert client.get("/visit/recordings/6f1c0000-0000-4000-8000-000000000000/").status_code == 404
     response = client.get(url)
     assert response.status_code == 200 and response["Content-Type"] == "video/x-matroska"
