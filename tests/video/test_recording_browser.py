@@ -14,6 +14,7 @@ import pytest
 from audit.actions import AuditAction
 from audit.models import AuditEvent
 from tests.browser_checks import assert_accessible
+from tests.video.call_network_support import launch_chromium
 from tests.video.daphne_processes import daphne_processes
 from tests.video.recording_support import ciphertext, decide_recording, decode, frames_by_stream, plaintext
 from tests.video.signalling_support import signed_in_cookie
@@ -106,14 +107,29 @@ def _stored_recording() -> Recording:
     return Recording.objects.get()
 
 
-def test_the_recorder_follows_audio_only_and_back(browser, personas, daphne):
-    """The practitioner goes audio-only during a video recording: the recorder gets no more pictures from that
-    page but keeps its sound; back to video, the pictures come again. The file shows the hole in the pictures
-    and none in the sound."""
+@pytest.fixture
+def three_cameras(browser) -> Iterator[object]:
+    """Chromium whose fake capture has three cameras (1 is a 16-bit depth one that WebRTC does not encode)."""
+    other = launch_chromium(browser, extra_args=("--use-fake-device-for-media-stream=device-count=3",))
+    try:
+        yield other
+    finally:
+        other.close()
+
+
+def _sent_grows(page, kind: str, by: int, what: str) -> dict:
+    before = page.evaluate(STATS)["recording"]["sent"][kind]
+    return _until(page, lambda s: s["recording"]["sent"][kind] > before + by, what)
+
+
+def test_the_recorder_follows_camera_switch_screen_share_and_audio_only(browser, three_cameras, personas, daphne):
+    """During a video recording the recorder connection follows what each page sends the others: the patient's
+    camera switch, the practitioner's screen share and its end, audio-only (no more pictures, the sound goes on)
+    and back to video. The file shows the audio-only stretch as a hole in the pictures, none in the sound."""
     visit = hosted_visit(personas)
     decide_recording(personas, visit.patient)
     public_id = visit.appointment.public_id
-    patient = _page(browser, daphne, signed_in_cookie(personas.patient))
+    patient = _page(three_cameras, daphne, signed_in_cookie(personas.patient))
     practitioner = _page(browser, daphne, signed_in_cookie(personas.practitioner))
     try:
         patient.goto(f"/visit/{public_id}/waiting/")
@@ -129,6 +145,20 @@ def test_the_recorder_follows_audio_only_and_back(browser, personas, daphne):
         )
         me = stats["me"]
         assert stats["recording"]["video"] == "camera"
+
+        # The patient switches camera, twice: the recorder's picture follows (the third camera's frames go out).
+        _until(patient, lambda s: s["recording"]["videoLabel"] == "fake_device_0", "the patient's first camera")
+        for camera in ("fake_device_1", "fake_device_2"):
+            patient.get_by_role("button", name="Cambiar de cámara").click()
+            _until(patient, lambda s, c=camera: s["recording"]["videoLabel"] == c, f"the recorder's picture: {camera}")
+        _sent_grows(patient, "video", 30, "pictures of the other camera to the recorder")
+
+        # The practitioner shares the screen, then stops: the recorder gets the screen, then the camera again.
+        practitioner.get_by_role("button", name="Compartir pantalla").click()
+        _until(practitioner, lambda s: s["recording"]["video"] == "screen", "the screen to the recorder")
+        _sent_grows(practitioner, "video", 30, "pictures of the screen to the recorder")
+        practitioner.get_by_role("button", name="Dejar de compartir pantalla").click()
+        _until(practitioner, lambda s: s["recording"]["video"] == "camera", "the camera again to the recorder")
 
         practitioner.get_by_role("button", name="Solo audio").click()
         stats = _until(practitioner, lambda s: s["recording"]["video"] is None, "no picture to the recorder")

@@ -807,6 +807,7 @@
       connection: recording.pc ? recording.pc.connectionState : null,
       // What the recorder is sent as a picture: "camera", "screen", or null (audio-only, no camera, audio recording).
       video: recordingVideoSource(),
+      videoLabel: recording.videoSender && recording.videoSender.track ? recording.videoSender.track.label : null,
       indicator: ($("[data-recording-status]") || {}).textContent || "" };
   }
 
