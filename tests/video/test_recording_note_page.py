@@ -8,6 +8,8 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from audit.actions import AuditAction, Outcome
@@ -60,6 +62,15 @@ def test_the_care_team_sees_the_encounters_recordings_on_its_note(personas, logi
         "recordings": [str(recording.public_id), str(audio.public_id)],
         "via": "care_relationship",
     }
+    # The listing's queries do not grow with the number of recordings.
+    with CaptureQueriesContext(connection) as two:
+        recordings_listed(verified(personas.practitioner), encounter_id=recording.encounter_id)
+    third = stored_recording(personas, visit, MEDIA)
+    with CaptureQueriesContext(connection) as three:
+        assert len(recordings_listed(verified(personas.practitioner), encounter_id=recording.encounter_id)) == 3
+    assert len(three.captured_queries) == len(two.captured_queries), [q["sql"] for q in three.captured_queries]
+    Recording.objects.filter(pk=third.pk).update(status=RecordingStatus.FAILED)
+
     # The link downloads it, through the retrieval gate and its own audit.
     response = client.get(f"/visit/recordings/{recording.public_id}/")
     assert response.status_code == 200 and b"".join(response.streaming_content) == MEDIA
@@ -75,7 +86,7 @@ def test_the_care_team_sees_the_encounters_recordings_on_its_note(personas, logi
     assert f'href="/visit/recordings/{audio.public_id}/"' not in page
     assert "destruida al terminar su plazo de conservación" in page
     assert f'href="/visit/recordings/{recording.public_id}/"' in page
-    assert len(_listed()) == 2
+    assert len(_listed()) == 4  # the two pages, and the two listings counted above
 
 
 @pytest.mark.django_db

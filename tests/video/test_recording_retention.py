@@ -9,6 +9,7 @@ from types import SimpleNamespace
 
 import pytest
 from django.core.files.storage import storages
+from django.db import DatabaseError, connection
 from django.utils import timezone
 
 from accounts.access import AccessDenied
@@ -122,18 +123,24 @@ def test_recordings_go_with_the_record_past_retention_and_never_before(personas,
     assert AuditEvent.objects.filter(action=AuditAction.RECORDING_DESTROYED).count() == 1
 
 
-def test_a_purge_that_cannot_destroy_a_recording_changes_nothing(personas, monkeypatch):
-    """The recordings go in the purge's own transaction: if they cannot, the record keeps its identity too."""
+def test_a_purge_that_cannot_destroy_a_recording_changes_nothing(personas):
+    """The recordings go in the purge's own transaction: if the database refuses to change one, the record keeps
+    its identity too (and the file its key)."""
     visit = hosted_visit(personas)
     recording = stored_recording(personas, visit, MEDIA)
     patient = Patient.objects.get(pk=visit.patient.pk)
     patient_block(patient=patient, by=personas.admin)
-
-    def broken(**_: object) -> int:
-        raise RuntimeError("the database refused")
-
-    monkeypatch.setattr("video.recording.recordings_destroy_past_retention", broken)
-    with pytest.raises(RuntimeError):
+    # A real refusal by PostgreSQL (gone with the test's transaction): any change to a recording row fails.
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "CREATE FUNCTION test_refuse_recording_update() RETURNS trigger LANGUAGE plpgsql AS $$ "
+            "BEGIN RAISE EXCEPTION 'recording rows are read-only in this test'; END; $$"
+        )
+        cursor.execute(
+            "CREATE TRIGGER test_refuse_recording_update BEFORE UPDATE ON video_recording "
+            "FOR EACH ROW EXECUTE FUNCTION test_refuse_recording_update()"
+        )
+    with pytest.raises(DatabaseError, match="read-only in this test"):
         purge_expired(now=_years(21))
     patient.refresh_from_db()
     assert patient.anonymised_at is None and patient.given_names == "Rosa"
