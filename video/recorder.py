@@ -64,8 +64,8 @@ AUDIO_RESYNC_SECONDS = 0.5
 
 # The recorders running in this process, by recording id.
 running: dict[str, Recorder] = {}
-# A plaintext file nobody has written to for this long belongs to a recorder that died (a live one writes every
-# frame it receives; a recording nobody sends anything to for ten minutes is not worth keeping open either).
+# A plaintext file nobody has written to for this long belongs to a recorder that died: a live one writes every
+# frame it receives, and the host whose leaving stops the recording sends sound all along (silence included).
 ORPHAN_AFTER_SECONDS = 600
 PLAINTEXT_PREFIX = "rec-"
 
