@@ -6,8 +6,9 @@ in the same run, two aiortc peers connected directly (the baseline of bench.aior
 Each visit: the practitioner and the patient open their websockets at the same moment (session cookies, the
 documented protocol), or the patient arrives at the practitioner's open room; the patient waits, the
 practitioner's client admits it as soon as it is told and offers right behind the admit, the patient answers,
-candidates trickle as `ice` frames, and the clock stops when both have decoded a video frame from the other. Measured from the join (both websockets start connecting) and from the admit (the
-practitioner sends `admit`). Visits and direct pairs alternate, so both see the same machine.
+candidates trickle as `ice` frames, and the clock stops when both have decoded a video frame from the other.
+Measured from the join (the websockets start connecting) and from the admit (the practitioner sends `admit`).
+Visits and direct pairs alternate, so both see the same machine.
 Targets (issue 6): p95 from the join <= 1.0 s; through daphne ÷ direct <= 1.5.
 Runs on a scratch database; needs DATABASE_URL and REDIS_URL.
 """
