@@ -307,6 +307,7 @@ def _hosts(visit: VisitSession) -> tuple[list[AppointmentParticipant], set[int]]
         .order_by("pk")
     )
     hosts = list(rows)
+    # Handed on as plain participants; `in_call` only says who is connected.
     return [host for host in hosts], {host.pk for host in hosts if host.in_call}
 
 
@@ -330,7 +331,7 @@ def _start_encounter(visit: VisitSession, participants: list[AppointmentParticip
         consulted_establishment=consulted if appointment.service_type == ServiceType.TELEINTERCONSULTA else None,
         participants=members,
         by=by,
-        savepoint=False,  # a refusal rolls the whole room change back: the consumer tells the sender, nothing stays
+        savepoint=False,  # any refusal rolls the whole room change back (an admit's sender gets `refused`)
     )
     if visit.encounter_id is None:
         visit.encounter = encounter
