@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import datetime as dt
 import functools
 import ipaddress
@@ -9,6 +11,8 @@ import json
 import re
 import uuid
 import weakref
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from typing import Any, TypedDict
 
 import psycopg
@@ -28,12 +32,14 @@ _BIGINT_MIN, _BIGINT_MAX = -(2**63), 2**63 - 1
 # path is kept short (docs/benchmarks.md). `txid` is left out: the database trigger sets it.
 # Bound server-side (and prepared by psycopg once a connection has run it a few times): Django's own
 # cursors bind client-side, which for sixteen parameters cost more CPU than the rest of record().
-_INSERT = (
+_INSERT_INTO = (
     "INSERT INTO audit_auditevent (event_uuid, occurred_at, action, outcome, actor_user_id, actor_role,"
     " actor_establishment_id, patient_id, object_type, object_id, purpose, source_address, user_agent,"
-    " request_id, details, row_mac)"
-    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb, %s) RETURNING id, txid"
+    " request_id, details, row_mac) VALUES "
 )
+_ROW = "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb, %s)"
+_RETURNING = " RETURNING id, txid"
+_INSERT = _INSERT_INTO + _ROW + _RETURNING
 
 
 _JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
@@ -185,34 +191,99 @@ def record(
             *(values[name] for name in MAC_FIELDS[2:]),
         ]
     )
-    # No savepoint of our own: inside the caller's transaction a failed audit write aborts the whole
-    # transaction, so an action can never commit without its event; outside one, the INSERT is atomic.
+    values.update(id=None, txid=None, row_mac=mac)
     # The connection itself, not Django's `connection` proxy, which costs a lookup per attribute.
     db = connections[DEFAULT_DB_ALIAS]
-    cursor = _server_binding_cursor(db)
-    cursor.execute(
-        _INSERT,
-        [
-            values["event_uuid"],
-            values["occurred_at"],
-            values["action"],
-            values["outcome"],
-            values["actor_user_id"],
-            values["actor_role"],
-            values["actor_establishment_id"],
-            values["patient_id"],
-            values["object_type"],
-            values["object_id"],
-            values["purpose"],
-            values["source_address"],
-            values["user_agent"],
-            values["request_id"],
-            _JSON.encode(values["details"]),
-            mac,
-        ],
-    )
-    event_id, txid = cursor.fetchone()
     # from_db with every concrete field in order: the positional fast path of Model.__init__, and the
-    # instance is marked as saved.
-    values.update(id=event_id, txid=txid, row_mac=mac)
-    return AuditEvent.from_db(db.alias, _FIELD_NAMES, [values[name] for name in _FIELD_NAMES])
+    # instance is marked as saved (its id and txid are filled in once the row is written).
+    event = AuditEvent.from_db(db.alias, _FIELD_NAMES, [values[name] for name in _FIELD_NAMES])
+    batch = _batch.get()
+    if batch is not None and batch.takes(db):
+        batch.events.append(event)
+        return event
+    # No savepoint of our own: inside the caller's transaction a failed audit write aborts the whole
+    # transaction, so an action can never commit without its event; outside one, the INSERT is atomic.
+    _write(db, [event])
+    return event
+
+
+def _parameters(event: AuditEvent) -> list[Any]:
+    return [
+        event.event_uuid,
+        event.occurred_at,
+        event.action,
+        event.outcome,
+        event.actor_user_id,
+        event.actor_role,
+        event.actor_establishment_id,
+        event.patient_id,
+        event.object_type,
+        event.object_id,
+        event.purpose,
+        event.source_address,
+        event.user_agent,
+        event.request_id,
+        _JSON.encode(event.details),
+        event.row_mac,
+    ]
+
+
+def _write(db: Any, events: list[AuditEvent]) -> None:
+    """One INSERT for the events, in their order (PostgreSQL numbers and returns the rows of a VALUES list in
+    order, as Django's bulk_create relies on too)."""
+    sql = _INSERT if len(events) == 1 else _INSERT_INTO + ", ".join([_ROW] * len(events)) + _RETURNING
+    cursor = _server_binding_cursor(db)
+    cursor.execute(sql, [value for event in events for value in _parameters(event)])
+    for event, (event_id, txid) in zip(events, cursor.fetchall(), strict=True):
+        event.id, event.txid = event_id, txid
+
+
+@dataclass
+class _Batch:
+    db: Any
+    # The savepoints open when the batch began: events are held back only at that level (see takes()).
+    savepoints: list[str]
+    events: list[AuditEvent] = field(default_factory=list)
+
+    def takes(self, db: Any) -> bool:
+        # An event recorded inside a savepoint opened since the batch began is written at once: that savepoint
+        # may be rolled back while the batch goes on, and the event must go with it, as it always did. At the
+        # batch's own level nothing can roll back an event without the exception leaving batched() too.
+        return db is self.db and _open_savepoints(db) == self.savepoints
+
+
+def _open_savepoints(db: Any) -> list[str]:
+    # Django's own bookkeeping of nested atomic blocks (None for a block without a savepoint), the same list it
+    # uses to drop the on_commit callbacks of a savepoint that rolls back.
+    return [sid for sid in db.savepoint_ids if sid is not None]
+
+
+_batch: contextvars.ContextVar[_Batch | None] = contextvars.ContextVar("audit_batch", default=None)
+
+
+@contextlib.contextmanager
+def batched() -> Iterator[None]:
+    """Inside the caller's transaction: the events recorded in the block are written together, in one INSERT,
+    when the block ends (a visit's admit records four; each would otherwise be a statement of its own).
+
+    Nothing else changes: each event is built, checked and MACed when it is recorded (its occurred_at is that
+    moment), the INSERT runs inside the same transaction before it can commit, and an exception leaving the
+    block writes nothing (the transaction rolls back with it). The events returned by record() get their id
+    and txid when the block ends. A block inside another at the same savepoint level joins the outer one; inside
+    a savepoint opened since, it is a batch of its own, written when it ends (inside that savepoint)."""
+    db = connections[DEFAULT_DB_ALIAS]
+    if not db.in_atomic_block:
+        # Outside a transaction each action commits on its own: its event must be written with it, not later.
+        raise AuditError("audit.batched() is for use inside a transaction (transaction.atomic).")
+    outer = _batch.get()
+    if outer is not None and outer.takes(db):
+        yield
+        return
+    batch = _Batch(db=db, savepoints=_open_savepoints(db))
+    token = _batch.set(batch)
+    try:
+        yield
+    finally:
+        _batch.reset(token)
+    if batch.events:
+        _write(db, batch.events)

@@ -1,9 +1,10 @@
 """An aiortc participant of a video visit speaking the protocol of docs/signalling.md over a real websocket.
 
 It joins with a session cookie, admits the waiting patient when it hosts (`admit=True`), and negotiates one
-RTCPeerConnection per other participant with a synthetic video track. The host that admits offers: it prepares
-the offer while the patient waits and sends it right behind `admit`, so the patient finds it on arrival (the
-consumer handles a connection's frames in order, so the offer is relayed after the admit committed). Someone
+RTCPeerConnection per other participant with a synthetic video track. The host that admits offers: it sends
+`admit`, prepares the offer while the server carries the admit out, and sends it right behind, so the patient
+finds it on arrival (the consumer handles a connection's frames in order, so the offer is relayed after the
+admit committed). Someone
 entering a running call offers to those in it. The others answer. (Two-party benchmarks only: no glare
 handling, which the browser client's perfect negotiation provides.) Candidates travel as `ice` frames, not inside the
 descriptions, as a browser trickles them: aiortc gathers its candidates inside setLocalDescription, so they are
@@ -98,12 +99,16 @@ class Participant:
                     await self._offer(peer["participant"])
         elif kind == "waiting" and "participant" in message and self.admit:
             self.mark("waiting")
+            # Admit first, then prepare the offer while the server carries the admit out: the offer is relayed
+            # only once the admit committed anyway (the consumer handles a connection's frames in order), so
+            # preparing it before would only hold the admit back by that long. (A person clicks Admit long after
+            # the patient arrived; here the admit follows at once.)
+            self.mark("admit")
+            await self._send("admit", participant=message["participant"])
             pc = self._connection(message["participant"])
             self.mark("offer_start")
             await pc.setLocalDescription(await pc.createOffer())
             self.mark("offer_ready")
-            self.mark("admit")
-            await self._send("admit", participant=message["participant"])
             await self._describe("offer", message["participant"], pc)
         elif kind == "admitted":
             self.mark("admitted")  # the host that admitted us offers

@@ -4,10 +4,11 @@ in the same run, two aiortc peers connected directly (the baseline of bench.aior
     .venv/bin/python -m bench.call_join [--visits 20]
 
 Each visit: the practitioner and the patient open their websockets at the same moment (session cookies, the
-documented protocol), the patient waits, the practitioner's client admits it as soon as it is told, the patient
-offers, the practitioner answers, candidates trickle as `ice` frames, and the clock stops when both have decoded
-a video frame from the other. Measured from the join (both websockets start connecting) and from the admit (the
-practitioner sends `admit`). Visits and direct pairs alternate, so both see the same machine.
+documented protocol), or the patient arrives at the practitioner's open room; the patient waits, the
+practitioner's client admits it as soon as it is told and offers right behind the admit, the patient answers,
+candidates trickle as `ice` frames, and the clock stops when both have decoded a video frame from the other.
+Measured from the join (the websockets start connecting) and from the admit (the practitioner sends `admit`).
+Visits and direct pairs alternate, so both see the same machine.
 Targets (issue 6): p95 from the join <= 1.0 s; through daphne ÷ direct <= 1.5.
 Runs on a scratch database; needs DATABASE_URL and REDIS_URL.
 """
@@ -30,8 +31,8 @@ SCRATCH = "tc_bench_call_join"
 STEPS = [
     ("p", "welcome", "patient welcomed (connect, session, join service, audit)"),
     ("d", "waiting", "practitioner told the patient waits"),
+    ("d", "admit", "practitioner sends admit (then prepares and sends the offer)"),
     ("d", "offer_ready", "practitioner's offer ready (aiortc gathers inside setLocalDescription)"),
-    ("d", "admit", "practitioner sends admit, then the offer"),
     ("p", "admitted", "patient told it is admitted (admit service: encounter, appointment, audit)"),
     ("p", "offer_received", "patient has the offer (relayed behind the admit)"),
     ("p", "answer_ready", "patient's answer ready"),

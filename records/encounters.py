@@ -46,15 +46,36 @@ def _check_choice(value: str, choices: type[ServiceType] | type[Modality], field
         raise ValidationError({field: _("Valor no válido.")}, code="invalid_choice")
 
 
-def _add_participants(encounter: Encounter, participants: Iterable[Participant], by: User | None) -> None:
-    present = set(encounter.participants.values_list("user_id", flat=True))
+def _profiles(users: list[User]) -> dict[int, PractitionerProfile | None]:
+    """Each user's practitioner profile (None without one): taken from the user when the caller loaded it with
+    the user (select_related("user__practitioner_profile")), the others in one query."""
+    profiles: dict[int, PractitionerProfile | None] = {}
+    missing = []
+    for user in users:
+        if User.practitioner_profile.is_cached(user):
+            profiles[user.pk] = getattr(user, "practitioner_profile", None)  # None cached: the user has none
+        else:
+            missing.append(user.pk)
+    if missing:
+        for profile in PractitionerProfile.objects.filter(user_id__in=missing):
+            profiles[profile.user_id] = profile
+    return profiles
+
+
+def _add_participants(
+    encounter: Encounter, participants: Iterable[Participant], by: User | None, *, new: bool = False
+) -> None:
+    # A just-created encounter has nobody in it yet: no need to ask.
+    present = set() if new else set(encounter.participants.values_list("user_id", flat=True))
+    participants = list(participants)
+    profiles = _profiles([user for user, _role, _establishment in participants if user.role == Role.PRACTITIONER])
     now = timezone.now()
     for user, role, establishment in participants:
         if role not in ParticipantRole.values:
             raise ValidationError({"role": _("Rol de participante no válido.")}, code="invalid_choice")
         if user.role != Role.PRACTITIONER:
             raise ValidationError(_("Solo los profesionales de salud participan en una atención."), code="role")
-        profile = PractitionerProfile.objects.filter(user=user).first()
+        profile = profiles.get(user.pk)
         if profile is None:
             raise ValidationError(
                 _("El profesional no tiene registrado su colegio profesional ni su número de colegiatura."),
@@ -82,6 +103,7 @@ def _add_participants(encounter: Encounter, participants: Iterable[Participant],
             valid_from=now - CARE_BEFORE_ENCOUNTER,
             valid_until=now + CARE_AFTER_ENCOUNTER,
             created_by=by,
+            savepoint=False,  # inside the encounter's own transaction or savepoint: an error undoes it whole
         )
 
 
@@ -120,7 +142,7 @@ def _create(
     EncounterModalityChange.objects.create(
         encounter=encounter, modality=modality_planned, changed_at=now, changed_by=by
     )
-    _add_participants(encounter, participants, by)
+    _add_participants(encounter, participants, by, new=True)
     audit.record(
         action=AuditAction.ENCOUNTER_STARTED,
         purpose=Purpose.TREATMENT,
@@ -138,7 +160,6 @@ def _create(
     return encounter
 
 
-@transaction.atomic
 def encounter_start(
     *,
     patient: Patient,
@@ -149,32 +170,41 @@ def encounter_start(
     consulted_establishment: Establishment | None = None,
     participants: Sequence[Participant],
     by: User,
+    savepoint: bool = True,
 ) -> Encounter:
     """Start the encounter of an appointment when its visit begins. Idempotent per appointment: a second
-    call (the other participant joining, a retry) returns the same encounter, adding participants it lacks."""
+    call (the other participant joining, a retry) returns the same encounter, adding participants it lacks.
+
+    Inside a caller's transaction it runs in a savepoint, so a caller may catch its error and carry on; a caller
+    that lets every error roll its own transaction back (the visit's admit) passes `savepoint=False`."""
     appointment_ref = str(appointment_ref).strip()
     if not appointment_ref:
         raise ValidationError({"appointment_ref": _("Falta la cita de la atención.")}, code="required")
-    # One lock per appointment reference: concurrent starts queue here instead of racing on the unique index.
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_advisory_xact_lock(hashtext('records.encounter'), hashtext(%s))", [appointment_ref])
-    existing = Encounter.objects.select_related("patient").filter(appointment_ref=appointment_ref).first()
-    if existing is not None:
-        if existing.patient_id != patient.pk:
-            raise ValidationError(_("La cita pertenece a otro paciente."), code="patient_mismatch")
-        if existing.status in (EncounterStatus.PLANNED, EncounterStatus.IN_PROGRESS):
-            _add_participants(existing, participants, by)
-        return existing
-    return _create(
-        patient=patient,
-        appointment_ref=appointment_ref,
-        service_type=service_type,
-        modality_planned=modality_planned,
-        origin_establishment=origin_establishment,
-        consulted_establishment=consulted_establishment,
-        participants=participants,
-        by=by,
-    )
+    with transaction.atomic(savepoint=savepoint):
+        # One lock per appointment reference: concurrent starts queue here instead of racing on the unique index.
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_advisory_xact_lock(hashtext('records.encounter'), hashtext(%s))", [appointment_ref]
+            )
+        # Its events (the encounter, each new care relationship) are written in one statement.
+        with audit.batched():
+            existing = Encounter.objects.select_related("patient").filter(appointment_ref=appointment_ref).first()
+            if existing is not None:
+                if existing.patient_id != patient.pk:
+                    raise ValidationError(_("La cita pertenece a otro paciente."), code="patient_mismatch")
+                if existing.status in (EncounterStatus.PLANNED, EncounterStatus.IN_PROGRESS):
+                    _add_participants(existing, participants, by)
+                return existing
+            return _create(
+                patient=patient,
+                appointment_ref=appointment_ref,
+                service_type=service_type,
+                modality_planned=modality_planned,
+                origin_establishment=origin_establishment,
+                consulted_establishment=consulted_establishment,
+                participants=participants,
+                by=by,
+            )
 
 
 @transaction.atomic

@@ -15,8 +15,8 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
-from django.db import transaction
-from django.db.models import Q
+from django.db import connection, transaction
+from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 from django_otp import DEVICE_ID_SESSION_KEY
 from django_otp.middleware import OTPMiddleware
@@ -58,11 +58,12 @@ def practitioner_group(user_id: int) -> str:
     return f"video.practitioner.{user_id}"
 
 
-def _waiting_over(appointment: Appointment) -> list[Push]:
-    """Tell the hosts' day lists that someone stopped waiting (admitted, declined or gone)."""
+def _waiting_over(appointment: Appointment, user_ids: list[int] | None = None) -> list[Push]:
+    """Tell the hosts' day lists that someone stopped waiting (admitted, declined or gone). `user_ids`: the hosts'
+    users when the caller has read them already."""
     return [
         Push({"type": "visit.waiting_over", "appointment": str(appointment.public_id)}, group=practitioner_group(uid))
-        for uid in _hosts_user_ids(appointment)
+        for uid in (_hosts_user_ids(appointment) if user_ids is None else user_ids)
     ]
 
 
@@ -152,7 +153,10 @@ def visit_participant_for(*, public_id: str, user: Any, session: Any) -> tuple[A
     participant = None
     if signed_in is not None:
         participant = (
-            AppointmentParticipant.objects.select_related("appointment__establishment", "patient", "user")
+            # With the visit's room when it exists, so joining does not look it up again (_visit_id).
+            AppointmentParticipant.objects.select_related(
+                "appointment__establishment", "appointment__visit_session", "patient", "user"
+            )
             .filter(appointment__public_id=wanted)
             .filter(Q(user=signed_in) | Q(patient__user=signed_in))
             .order_by("-active", "pk")
@@ -260,9 +264,51 @@ def _hosts_user_ids(appointment: Appointment) -> list[int]:
     )
 
 
-def _lock(visit_id: int) -> VisitSession:
-    rooms = VisitSession.objects.select_for_update(of=("self",)).select_related("appointment", "encounter")
+def _lock(visit_id: int, *related: str) -> VisitSession:
+    """The visit's row, locked: the one lock every room change takes. `related`: more to read along with it."""
+    rooms = VisitSession.objects.select_for_update(of=("self",)).select_related("appointment", "encounter", *related)
     return rooms.get(pk=visit_id)
+
+
+# The room of an appointment, created by its first connection. ON CONFLICT: a connection of another participant
+# may be creating it at the same moment; then that one is taken (no savepoint needed to recover from a duplicate).
+_CREATE_ROOM = (
+    "INSERT INTO video_visitsession (appointment_id, status, encounter_id, created_at, started_at, ended_at,"
+    " empty_since) VALUES (%s, %s, NULL, %s, NULL, NULL, NULL) ON CONFLICT (appointment_id) DO NOTHING RETURNING id"
+)
+
+
+def _visit_id(appointment: Appointment) -> int:
+    """The id of the appointment's room, created if need be (its row is locked afterwards, by id)."""
+    if Appointment.visit_session.is_cached(appointment):  # read with the participant (visit_participant_for)
+        known = getattr(appointment, "visit_session", None)  # None cached: there was none then
+        if known is not None:
+            return known.pk
+    else:
+        found = VisitSession.objects.filter(appointment=appointment).values_list("pk", flat=True).first()
+        if found is not None:
+            return found
+    with connection.cursor() as cursor:
+        cursor.execute(_CREATE_ROOM, [appointment.pk, VisitStatus.WAITING.value, timezone.now()])
+        created = cursor.fetchone()
+    if created is not None:
+        return int(created[0])
+    return VisitSession.objects.filter(appointment=appointment).values_list("pk", flat=True).get()
+
+
+def _hosts(visit: VisitSession) -> tuple[list[AppointmentParticipant], set[int]]:
+    """Every host of the visit's appointment (active or not), with their user, practitioner profile and
+    establishment, and the ids of those connected to the room: what an admit needs, read at once."""
+    connected = Presence.objects.filter(visit=visit, participant=OuterRef("pk"), state=PresenceState.CONNECTED)
+    rows = (
+        AppointmentParticipant.objects.filter(appointment_id=visit.appointment_id, role__in=_HOSTS)
+        .select_related("user__practitioner_profile", "establishment")
+        .annotate(in_call=Exists(connected))
+        .order_by("pk")
+    )
+    hosts = list(rows)
+    # Handed on as plain participants; `in_call` only says who is connected.
+    return [host for host in hosts], {host.pk for host in hosts if host.in_call}
 
 
 def _start_encounter(visit: VisitSession, participants: list[AppointmentParticipant], by: User) -> None:
@@ -285,6 +331,7 @@ def _start_encounter(visit: VisitSession, participants: list[AppointmentParticip
         consulted_establishment=consulted if appointment.service_type == ServiceType.TELEINTERCONSULTA else None,
         participants=members,
         by=by,
+        savepoint=False,  # any refusal rolls the whole room change back (an admit's sender gets `refused`)
     )
     if visit.encounter_id is None:
         visit.encounter = encounter
@@ -302,8 +349,7 @@ def visit_connect(
     now = now or timezone.now()
     _check_admissible(participant, now)
     appointment = participant.appointment
-    visit_id = VisitSession.objects.get_or_create(appointment=appointment)[0].pk
-    visit = _lock(visit_id)
+    visit = _lock(_visit_id(appointment))
     if visit.status == VisitStatus.ENDED:
         raise Refused(CloseCode.ENDED)
     presences = {p.participant_id: p for p in visit.presences.select_related("participant__user")}
@@ -334,11 +380,18 @@ def visit_connect(
     if state == PresenceState.CONNECTED and mine.admitted_at is None:
         mine.admitted_at = now
     mine.save()
-    visit.empty_since = None
+    changed = []
+    if visit.empty_since is not None:
+        visit.empty_since = None
+        changed.append("empty_since")
     if participant.role != ParticipantRole.PATIENT and user is not None and visit.status == VisitStatus.IN_PROGRESS:
         # A consulted specialist or interpreter joining a running visit takes part in its encounter.
+        encounter_id = visit.encounter_id
         _start_encounter(visit, [participant], user)
-    visit.save(update_fields=["empty_since", "encounter"])
+        if visit.encounter_id != encounter_id:
+            changed.append("encounter")
+    if changed:  # most joins change nothing of the room's own row
+        visit.save(update_fields=changed)
     _audit(
         AuditAction.VISIT_REJOINED if was_in else AuditAction.VISIT_JOINED,
         appointment,
@@ -388,7 +441,11 @@ def _host(visit: VisitSession, participant_id: int) -> AppointmentParticipant:
 
 
 def _waiting(visit: VisitSession, participant_id: int) -> Presence:
-    presence = visit.presences.filter(participant_id=participant_id, state=PresenceState.WAITING).first()
+    presence = (
+        visit.presences.select_related("participant")
+        .filter(participant_id=participant_id, state=PresenceState.WAITING)
+        .first()
+    )
     if presence is None:
         raise ActionError("not_waiting")
     return presence
@@ -397,34 +454,37 @@ def _waiting(visit: VisitSession, participant_id: int) -> Presence:
 @transaction.atomic
 def visit_admit(*, visit_id: int, by_participant_id: int, user: User, participant_id: int) -> list[Push]:
     """The practitioner lets the waiting patient in: the visit (its encounter and the appointment) starts."""
-    visit = _lock(visit_id)
+    # The first admit starts the encounter of the appointment's patient at its establishment: read with the lock.
+    visit = _lock(visit_id, "appointment__patient", "appointment__establishment")
     if visit.status == VisitStatus.ENDED:
         raise ActionError("ended")
-    host = _host(visit, by_participant_id)
+    hosts, in_call = _hosts(visit)
+    # What _host() asks, answered from the hosts just read.
+    host = next((h for h in hosts if h.pk == by_participant_id and h.active), None)
+    if host is None:
+        raise ActionError("forbidden")
     presence = _waiting(visit, participant_id)
     now = timezone.now()
-    if visit.status == VisitStatus.WAITING:
-        hosts_in = list(
-            AppointmentParticipant.objects.select_related("user", "establishment").filter(
-                pk__in=visit.presences.filter(state=PresenceState.CONNECTED).values("participant_id"),
-                role__in=_HOSTS,
-            )
-        )
-        _start_encounter(visit, hosts_in or [host], user)
-        if visit.encounter_id is None:
-            raise ActionError("no_practitioner")
-        appointment_start_visit(appointment=visit.appointment, by=user)
-        visit.status = VisitStatus.IN_PROGRESS
-        visit.started_at = now
-        visit.save(update_fields=["status", "started_at", "encounter"])
-    presence.state = PresenceState.CONNECTED
-    presence.admitted_at = now
-    presence.last_seen = now
-    presence.save(update_fields=["state", "admitted_at", "last_seen"])
-    _audit(AuditAction.VISIT_ADMITTED, visit.appointment, user, participant=participant_id, by=host.pk)
+    # The events of the encounter, its care relationships, the appointment and the admit: one statement.
+    with audit.batched():
+        if visit.status == VisitStatus.WAITING:
+            hosts_in = [h for h in hosts if h.pk in in_call]
+            _start_encounter(visit, hosts_in or [host], user)
+            if visit.encounter_id is None:
+                raise ActionError("no_practitioner")
+            appointment_start_visit(appointment=visit.appointment, by=user, savepoint=False)  # as encounter_start
+            visit.status = VisitStatus.IN_PROGRESS
+            visit.started_at = now
+            visit.save(update_fields=["status", "started_at", "encounter"])
+        presence.state = PresenceState.CONNECTED
+        presence.admitted_at = now
+        presence.last_seen = now
+        presence.save(update_fields=["state", "admitted_at", "last_seen"])
+        _audit(AuditAction.VISIT_ADMITTED, visit.appointment, user, participant=participant_id, by=host.pk)
     role = presence.participant.role
+    hosts_user_ids = [h.user_id for h in hosts if h.active and h.user_id is not None]
     return [
-        *_waiting_over(visit.appointment),
+        *_waiting_over(visit.appointment, hosts_user_ids),
         Push({"type": "room.admitted", "connection": presence.connection}, channel=presence.channel_name),
         Push(
             {
