@@ -197,6 +197,15 @@ class VisitConsumer(RecordingMixin, AsyncWebsocketConsumer):
             explicit=explicit,
         )
         await self._push(left.pushes)
+        if left.announce_later:
+            asyncio.get_running_loop().call_later(
+                services.reconnect_grace().total_seconds(),
+                _announce_departure_later,
+                self.channel_layer,
+                joined.visit_id,
+                joined.participant_id,
+                joined.connection,
+            )
         if left.empty:
             asyncio.get_running_loop().call_later(
                 services.empty_timeout().total_seconds() + 1, _finish_later, self.channel_layer, joined.visit_id
@@ -366,6 +375,23 @@ class VisitConsumer(RecordingMixin, AsyncWebsocketConsumer):
         self.joined = None
         await self._send_frame("end", reason=message.get("reason", "ended"))
         await self._close(CloseCode.ENDED)
+
+
+def _announce_departure_later(layer: Any, visit_id: int, participant_id: int, connection: int) -> None:
+    """The grace after a drop is over. The service decides from the room's rows whether the participant came back
+    (to whichever process), so one process's timer never announces a departure another process saw undone."""
+
+    async def announce() -> None:
+        try:
+            pushes = await database_sync_to_async(services.visit_departure_announce)(
+                visit_id=visit_id, participant_id=participant_id, connection=connection
+            )
+            for push in pushes:
+                await layer.group_send(push.group, push.message)
+        except Exception:  # the periodic sweep announces it instead; never let a timer crash the process
+            logger.exception("announcing a departure failed")
+
+    asyncio.get_running_loop().create_task(announce())
 
 
 def _finish_later(layer: Any, visit_id: int) -> None:

@@ -44,6 +44,7 @@
     local: null, facing: "user", screen: null, muted: false, cameraOff: false,
     modality: "video", modalityAuto: false, forced: false, auto: false, poorRun: 0, goodRun: 0, quality: null,
     ws: null, queue: Promise.resolve(), attempts: 0, welcomes: 0, finished: false, waiting: new Map(), mediaError: null,
+    serial: 0,  // connections made so far (each keeps its number: the test hook tells a kept one from a new one)
     dropped: new Map()  // participant id → DTLS fingerprint of the last connection to them we closed
   };
 
@@ -392,7 +393,11 @@
     if (state.phase !== "call") { return undefined; }
     return startMedia().then(function () {
       var peer = state.peers.get(message.participant);
-      // The other one came back: a websocket reconnect keeps its connection (a new ICE path is enough);
+      // Back within the server's grace after a blip of its websocket (`resumed`): the connection between us
+      // never stopped, and the page that came back restarts ICE on it itself (after its welcome); a restart from
+      // here too would only cross it. Unless ours is in trouble meanwhile.
+      if (peer && message.resumed && peer.pc.connectionState === "connected") { return publishMediaState(); }
+      // The other one came back later: a websocket reconnect keeps its connection (a new ICE path is enough);
       // a reload does not, and its answer to our restart comes with new keys: ours is replaced (see description()).
       if (peer) { peer.pc.restartIce(); } else { connectPeer(message.participant); }
       publishMediaState();
@@ -416,7 +421,8 @@
   function connectPeer(id, awaitOffer) {
     var pc = new RTCPeerConnection({ iceServers: state.iceServers, iceTransportPolicy: state.iceTransportPolicy });
     // Perfect negotiation: the lower participant id gives way when both sides offer at once.
-    var peer = { id: id, pc: pc, polite: state.me < id, makingOffer: false, ignoreOffer: false, tile: null,
+    state.serial += 1;
+    var peer = { id: id, serial: state.serial, pc: pc, polite: state.me < id, makingOffer: false, ignoreOffer: false, tile: null,
       videoSender: null, framesDecoded: 0, lastLost: 0, lastReceived: 0, restartTimer: null,
       awaitOffer: !!awaitOffer };
     state.peers.set(id, peer);
@@ -883,7 +889,8 @@
       var peers = Array.from(state.peers.values());
       return Promise.all(peers.map(function (peer) {
         return sample(peer).then(function (s) {
-          return { participant: peer.id, connection: peer.pc.connectionState, framesDecoded: s.framesDecoded,
+          return { participant: peer.id, serial: peer.serial, connection: peer.pc.connectionState,
+            framesDecoded: s.framesDecoded,
             audioEnergy: s.audioEnergy, bytesReceived: s.bytesReceived, rtt: s.rtt };
         });
       })).then(function (list) {
