@@ -15,6 +15,7 @@ import functools
 import logging
 from typing import Any
 
+from autobahn.exception import Disconnected
 from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.exceptions import StopConsumer
@@ -66,6 +67,8 @@ def _admit_and_join(
 class VisitConsumer(RecordingMixin, AsyncWebsocketConsumer):
     joined: services.Joined | None = None
     group: str | None = None
+    # The browser's side of the socket is closed (its websocket.disconnect may still be on its way).
+    socket_closed = False
 
     async def connect(self) -> None:
         self.joined = None
@@ -159,6 +162,20 @@ class VisitConsumer(RecordingMixin, AsyncWebsocketConsumer):
 
     def _is_host(self) -> bool:
         return self.joined is not None and self.joined.role in (ParticipantRole.PRACTITIONER, ParticipantRole.CONSULTED)
+
+    async def send(self, text_data: str | None = None, bytes_data: bytes | None = None, close: bool = False) -> None:
+        # A browser that closes its websocket (a page closed, a drop it noticed first) makes daphne's protocol refuse
+        # every frame from then on, yet the websocket.disconnect comes only once the TCP connection is gone, which
+        # can take a while if data for the browser is still queued. Messages for this participant keep arriving on
+        # the layer meanwhile (a relayed candidate, a room event); daphne raises on the send, and an exception here
+        # would end the consumer before its disconnect() ran (the departure never handled, the others never told).
+        # What was addressed to a closed socket is dropped instead, quietly.
+        if self.socket_closed:
+            return
+        try:
+            await super().send(text_data=text_data, bytes_data=bytes_data, close=close)
+        except Disconnected:
+            self.socket_closed = True
 
     async def _send_frame(self, kind: str, **fields: Any) -> None:
         await self.send(text_data=encode(kind, **fields))
