@@ -28,7 +28,16 @@
   var POOR = { rtt: 0.6, loss: 0.1, bitrate: 150 };
   var FAIR = { rtt: 0.3, loss: 0.03, bitrate: 400 };
   var STEP_DOWN_AFTER = 3;  // poor samples in a row before video stops
-  var STEP_UP_AFTER = 5;    // good samples in a row before it comes back
+  // Back up from audio only (see QualityPolicy): clean samples in a row before video is tried again, doubled
+  // after every failed try up to the maximum; the try sends video for a few samples, unannounced, and the
+  // step up happens only if they show the link carries it. Video that holds this long clears the failures.
+  var STEP_UP_AFTER = 5;
+  var STEP_UP_AFTER_MAX = 150;  // five minutes of samples
+  var STEP_UP_CLEAN = { rtt: 0.25, loss: 0.02 };  // stricter than "good": no step up at the edge of it
+  var TRIAL_SAMPLES = 2;  // good samples in a row while trying video before it is announced
+  var TRIAL_POOR = 2;     // poor samples in a row that end the try (one alone may be the estimate still ramping up)
+  var TRIAL_MAX = 8;      // a try that has not turned good by then failed
+  var HOLD_MS = 60000;
   var QUICK_RETRIES_MS = 30000;  // reconnection attempts stay frequent this long after a drop
 
   function t(key, values) {
@@ -42,9 +51,10 @@
   var state = {
     me: null, role: null, phase: "connecting", iceServers: [], peers: new Map(), roles: new Map(),
     local: null, facing: "user", screen: null, muted: false, cameraOff: false,
-    modality: "video", modalityAuto: false, forced: false, auto: false, poorRun: 0, goodRun: 0, quality: null,
+    modality: "video", modalityAuto: false, forced: false, auto: false, probing: false, quality: null,
     ws: null, queue: Promise.resolve(), attempts: 0, welcomes: 0, finished: false, waiting: new Map(), mediaError: null,
     serial: 0,  // connections made so far (each keeps its number: the test hook tells a kept one from a new one)
+    policy: new QualityPolicy(),
     dropped: new Map()  // participant id → DTLS fingerprint of the last connection to them we closed
   };
 
@@ -239,7 +249,8 @@
 
   // What goes out as video: nothing in audio-only or with the camera off, else the screen or the camera.
   function outgoingVideo() {
-    if (state.modality !== "video" || state.cameraOff) { return null; }
+    // While trying whether the link carries video again (state.probing), it is sent though the modality is audio.
+    if ((state.modality !== "video" && !state.probing) || state.cameraOff) { return null; }
     if (state.screen) { return state.screen.getVideoTracks()[0]; }
     return videoTrack();
   }
@@ -253,7 +264,8 @@
   }
 
   function publishMediaState() {
-    send("media_state", { audio: !state.muted, video: outgoingVideo() !== null, screen: !!state.screen,
+    send("media_state", { audio: !state.muted, video: state.modality === "video" && outgoingVideo() !== null,
+      screen: !!state.screen,
       modality: state.modality, auto: state.modalityAuto });
   }
 
@@ -263,6 +275,7 @@
     // Whether this page's link chose the modality (a step down or up) rather than a person: the others follow
     // a host's choice, never a host's link (see remoteMediaState).
     state.modalityAuto = why === "auto";
+    state.probing = false;  // a try of video (see stepDownOrUp) ends with any change of the modality
     applyVideo();
     publishMediaState();
     notice(t(modality === "audio" ? "audio_only_" + why : "video_back"));
@@ -805,9 +818,10 @@
   function grade(s) {
     if ((s.rtt !== null && s.rtt > POOR.rtt) || (s.loss !== null && s.loss > POOR.loss)) { return "poor"; }
     // The available bitrate only says something while video is being sent (audio alone never probes higher).
-    if (state.modality === "video" && s.bitrate !== null && s.bitrate < POOR.bitrate) { return "poor"; }
+    var video = outgoingVideo() !== null;
+    if (video && s.bitrate !== null && s.bitrate < POOR.bitrate) { return "poor"; }
     if ((s.rtt !== null && s.rtt > FAIR.rtt) || (s.loss !== null && s.loss > FAIR.loss)) { return "fair"; }
-    if (state.modality === "video" && s.bitrate !== null && s.bitrate < FAIR.bitrate) { return "fair"; }
+    if (video && s.bitrate !== null && s.bitrate < FAIR.bitrate) { return "fair"; }
     return "good";
   }
 
@@ -825,7 +839,7 @@
       });
       state.quality = Object.assign({ level: worst }, summary);
       showQuality(worst);
-      stepDownOrUp(worst);
+      stepDownOrUp(worst, summary);
     }).catch(function () {});
   }
 
@@ -839,13 +853,76 @@
     el.querySelector("[data-quality-text]").textContent = t("quality_" + level);
   }
 
-  function stepDownOrUp(level) {
-    state.poorRun = level === "poor" ? state.poorRun + 1 : 0;
-    state.goodRun = level === "good" ? state.goodRun + 1 : 0;
-    if (state.modality === "video" && state.poorRun >= STEP_DOWN_AFTER) {
+  // When to step down to audio only and back up, from the quality samples alone (no page state: the test hook
+  // exposes it and tests run it on made-up sample series). `mode` is "video", "audio" (stepped down by the link:
+  // may come back) or "held" (audio only by a person's choice: never comes back by itself). next() returns
+  // "down", "probe" (start sending video again, unannounced), "up" (the try worked: announce video), "abort"
+  // (the try failed: stop the video again) or null.
+  //
+  // Why a try: in audio only the link's good figures say little about video. The round trip and the loss of a
+  // few audio packets look fine on a link that is simply too narrow for video, and the bandwidth estimate does
+  // not grow while only audio is sent. Stepping up on them alone flipped such a link between video and audio
+  // every quarter of a minute. So the try measures what matters — round trip, loss and available outgoing
+  // bitrate with video actually flowing — before anyone is told, and each failed try (or a step up that does
+  // not hold for HOLD_MS) doubles the clean run the next one waits for.
+  function QualityPolicy() {
+    this.poorRun = 0;
+    this.cleanRun = 0;
+    this.failures = 0;
+    this.trial = null;
+    this.upAt = null;
+  }
+  QualityPolicy.prototype.required = function () {
+    return Math.min(STEP_UP_AFTER_MAX, STEP_UP_AFTER * Math.pow(2, this.failures));
+  };
+  QualityPolicy.prototype.next = function (mode, level, sample, now) {
+    var s = sample || {};
+    if (mode === "video") {
+      this.trial = null;
+      this.cleanRun = 0;
+      if (this.upAt !== null && now - this.upAt >= HOLD_MS) { this.failures = 0; this.upAt = null; }
+      this.poorRun = level === "poor" ? this.poorRun + 1 : 0;
+      if (this.poorRun < STEP_DOWN_AFTER) { return null; }
+      this.poorRun = 0;
+      if (this.upAt !== null) { this.failures += 1; this.upAt = null; }  // stepped up too early
+      return "down";
+    }
+    this.poorRun = 0;
+    if (mode !== "audio") { this.trial = null; this.cleanRun = 0; return null; }
+    if (this.trial) {
+      this.trial.samples += 1;
+      this.trial.poor = level === "poor" ? this.trial.poor + 1 : 0;
+      this.trial.good = level === "good" ? this.trial.good + 1 : 0;
+      var over = this.trial.poor >= TRIAL_POOR || (this.trial.samples >= TRIAL_MAX && level !== "good");
+      if (over) { this.trial = null; this.failures += 1; return "abort"; }
+      if (this.trial.good < TRIAL_SAMPLES) { return null; }
+      this.trial = null;
+      this.upAt = now;
+      return "up";
+    }
+    var clean = level === "good" && (s.rtt === null || s.rtt === undefined || s.rtt <= STEP_UP_CLEAN.rtt) &&
+      (s.loss === null || s.loss === undefined || s.loss <= STEP_UP_CLEAN.loss);
+    this.cleanRun = clean ? this.cleanRun + 1 : 0;
+    if (this.cleanRun < this.required()) { return null; }
+    this.cleanRun = 0;
+    this.trial = { samples: 0, good: 0, poor: 0 };
+    return "probe";
+  };
+
+  function stepDownOrUp(level, sample) {
+    var mode = state.modality === "video" ? "video" : (state.auto && !state.forced ? "audio" : "held");
+    var action = state.policy.next(mode, level, sample, Date.now());
+    if (state.probing && (mode !== "audio" || action === "abort" || action === "up")) {
+      state.probing = false;
+      applyVideo();
+    }
+    if (action === "down") {
       state.auto = true;
       setModality("audio", "auto");
-    } else if (state.modality === "audio" && state.auto && !state.forced && state.goodRun >= STEP_UP_AFTER) {
+    } else if (action === "probe") {
+      state.probing = true;
+      applyVideo();
+    } else if (action === "up") {
       state.auto = false;
       setModality("video", "auto");
     }
@@ -898,6 +975,8 @@
           quality: state.quality, peers: list, recording: recordingStats() };
       });
     },
+    // The step-down/step-up decision on its own, for tests that feed it sample series (docs/video-network.md).
+    QualityPolicy: QualityPolicy,
     // A drop as the network makes it, seen from this side (the server sees the connection go away).
     dropSocket: function () { if (state.ws) { state.ws.close(4000); } }
   };
