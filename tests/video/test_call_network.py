@@ -425,3 +425,62 @@ def test_camera_switch_and_screen_share_keep_the_remote_decoding(browser, three_
     finally:
         patient.context.close()
         practitioner.context.close()
+
+
+# The device list of a laptop with a Windows Hello infrared camera and of a phone that lists its depth sensors:
+# Chromium's three fake cameras renamed (fake_device_1 is the one with 16-bit depth frames), and two sensors that
+# name no kind in their label but whose capabilities tell: a depth kind, and a time-of-flight sensor's frame size.
+# Those two have no device behind them: asking for either fails, as the test would see.
+SENSORS_LISTED = """
+(() => {
+  const devices = navigator.mediaDevices;
+  const native = devices.enumerateDevices.bind(devices);
+  const labels = { fake_device_0: "Integrated Camera (04f2:b6d9)", fake_device_1: "Integrated IR Camera (04f2:b6da)",
+                   fake_device_2: "USB2.0 HD UVC WebCam (0bda:58b0)" };
+  const listed = (device, label, capabilities) => ({
+    deviceId: device.deviceId, groupId: device.groupId, kind: device.kind, label: label,
+    getCapabilities: () => capabilities || device.getCapabilities(), toJSON: () => ({ label: label }),
+  });
+  devices.enumerateDevices = async () => {
+    const list = (await native()).map((d) => (d.kind === "videoinput" ? listed(d, labels[d.label] || d.label) : d));
+    const sensor = { groupId: "sensors", kind: "videoinput" };
+    list.push(listed({ ...sensor, deviceId: "sensor-depth" }, "camera2 3, facing back",
+      { deviceId: "sensor-depth", facingMode: ["environment"], videoKind: "depth",
+        width: { min: 1, max: 640 }, height: { min: 1, max: 480 } }));
+    list.push(listed({ ...sensor, deviceId: "sensor-tof" }, "camera2 4, facing back",
+      { deviceId: "sensor-tof", facingMode: ["environment"],
+        width: { min: 1, max: 240 }, height: { min: 1, max: 180 } }));
+    return list;
+  };
+})();
+"""
+
+
+def test_camera_switch_skips_infrared_and_depth_sensors(browser, three_camera_browser, personas, daphne):
+    visit = hosted_visit(personas)
+    patient = open_page(
+        three_camera_browser, daphne.url, signed_in_cookie(personas.patient), init_script=OBSERVE + SENSORS_LISTED
+    )
+    practitioner = open_page(browser, daphne.url, signed_in_cookie(personas.practitioner), init_script=OBSERVE)
+    try:
+        admit(patient, practitioner, str(visit.appointment.public_id))
+        _video_both_ways(patient, practitioner)
+        assert _cameras(patient) == [
+            "Integrated Camera (04f2:b6d9)",
+            "Integrated IR Camera (04f2:b6da)",
+            "USB2.0 HD UVC WebCam (0bda:58b0)",
+            "camera2 3, facing back",
+            "camera2 4, facing back",
+        ]
+        # The switch goes between the two cameras that give a picture, never to the infrared one (by its label)
+        # nor to the sensors (by their capabilities), and the practitioner keeps decoding.
+        assert patient.evaluate(LOCAL_TRACK)["label"] == "fake_device_0"
+        _switch_camera(patient, "fake_device_2")
+        wait_for_frames(practitioner, above=frames(practitioner) + 24, side="practitioner after the switch")
+        _switch_camera(patient, "fake_device_0")
+        _switch_camera(patient, "fake_device_2")
+        wait_for_frames(practitioner, above=frames(practitioner) + 24, side="practitioner after switching back")
+        assert "otra cámara" not in patient.locator("[data-call-notice]").inner_text()
+    finally:
+        patient.context.close()
+        practitioner.context.close()

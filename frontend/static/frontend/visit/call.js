@@ -297,6 +297,42 @@
     publishMediaState();
   }
 
+  // Sensors some phones and laptops list as cameras though they give no picture for a call: depth and
+  // time-of-flight sensors, and the infrared cameras of face unlock / Windows Hello (WebRTC does not even encode
+  // a depth sensor's 16-bit frames). Told apart by their label, and by what the browser reports the device can
+  // do where it does (InputDeviceInfo.getCapabilities): a depth kind, depth ranges, or a frame too small for
+  // a call (such sensors report 240×180 and the like).
+  var NOT_A_CAMERA = /depth|infra-?red|\bIR\b|\bToF\b|time.of.flight|profundidad|infrarroj/i;
+  var MIN_CAMERA = { width: 320, height: 240 };
+
+  function capabilitiesOf(device) {
+    try { return typeof device.getCapabilities === "function" ? device.getCapabilities() || {} : {}; }
+    catch (e) { return {}; }
+  }
+
+  function callCameras(devices) {
+    return devices.filter(function (device) {
+      if (device.kind !== "videoinput" || NOT_A_CAMERA.test(device.label || "")) { return false; }
+      var caps = capabilitiesOf(device);
+      if (caps.videoKind === "depth" || caps.videoKind === "infrared" || caps.depthNear || caps.depthFar) {
+        return false;
+      }
+      var small = caps.width && caps.height && caps.width.max < MIN_CAMERA.width && caps.height.max < MIN_CAMERA.height;
+      return !small;
+    });
+  }
+
+  // Which way a listed camera faces, if it says: its capabilities, else its label (Android: "facing back",
+  // Safari: "Back Camera", or "Cámara trasera" in Spanish).
+  function facingOf(device) {
+    var modes = capabilitiesOf(device).facingMode || [];
+    if (modes.length) { return modes[0]; }
+    var label = device.label || "";
+    if (/back|rear|environment|trasera|posterior/i.test(label)) { return "environment"; }
+    if (/front|user|frontal|delantera/i.test(label)) { return "user"; }
+    return null;
+  }
+
   function switchCamera() {
     var next = state.facing === "user" ? "environment" : "user";
     var current = videoTrack();
@@ -310,12 +346,19 @@
       applyVideo();
     }
     navigator.mediaDevices.enumerateDevices().then(function (devices) {
-      var cameras = devices.filter(function (device) { return device.kind === "videoinput"; });
-      // One camera: nothing to switch to (a facing mode is only a preference: the same camera would start again).
-      if (cameras.length < 2) { throw new Error("one camera"); }
+      var cameras = callCameras(devices);
+      var others = cameras.filter(function (camera) { return camera.deviceId !== settings.deviceId; });
+      // No other camera: nothing to switch to (a facing mode is only a preference: the same camera would start
+      // again, or a depth sensor facing that way).
+      if (others.length === 0) { throw new Error("one camera"); }
       var video = MEDIA.video(next);
-      // A phone's cameras say which way they face; cameras that do not (a laptop's, a USB one) are taken in turn.
-      if (!settings.facingMode) {
+      if (settings.facingMode) {
+        // A phone's cameras say which way they face: the first camera facing the other way, named by its id so
+        // that the browser does not pick a sensor facing that way instead; else the facing mode alone.
+        var facing = others.find(function (camera) { return facingOf(camera) === next; });
+        if (facing) { video.deviceId = { exact: facing.deviceId }; }
+      } else {
+        // Cameras that do not say (a laptop's, a USB one) are taken in turn.
         var at = cameras.findIndex(function (camera) { return camera.deviceId === settings.deviceId; });
         video.deviceId = { exact: cameras[(at + 1) % cameras.length].deviceId };
       }
