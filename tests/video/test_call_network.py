@@ -4,6 +4,7 @@ daphne process and Redis:
 - a poor link shaped in the kernel (tbf and a random drop, inside a network namespace the patient's Chromium
   runs in) steps the patient down to audio only, and back up to video once the shaping is removed; then the
   media path is cut for a while: the client restarts ICE and media comes back;
+- a link too narrow for video (tbf alone) keeps the patient in audio only: the tries of video fail unannounced;
 - the daphne process serving both pages is killed and another started on the same port: both pages come
   back to the same visit and decode again, and the trail records the reconnects;
 - participants restricted to relay candidates connect through Debian's coturn on loopback;
@@ -197,6 +198,60 @@ def test_shaped_link_steps_down_to_audio_and_back_up_then_ice_restarts(
         assert "audio" in modalities and modalities[-1] == "video", changes
         # The client did it by itself, and the trail says so.
         assert ("audio", True) in changes and changes[-1] == ("video", True), changes
+    finally:
+        patient.context.close()
+        practitioner.context.close()
+
+
+# Counts the page's video sender being given a track again (a try of video, or a step up), over the browser's API.
+COUNT_VIDEO_BACK = """
+(() => {
+  window.tcVideoBack = 0;
+  const replaceTrack = RTCRtpSender.prototype.replaceTrack;
+  RTCRtpSender.prototype.replaceTrack = function (track) {
+    if (track && track.kind === "video") { window.tcVideoBack += 1; }
+    return replaceTrack.call(this, track);
+  };
+})();
+"""
+
+
+def test_a_link_too_narrow_for_video_stays_in_audio_only(browser, patient_browser, personas, netns, daphne_on_veth):
+    """100 kbit/s with a 400 ms queue and no loss: audio alone goes through cleanly, video does not fit. The page
+    steps down once; its tries of video (unannounced) fail on what they measure, so it stays in audio only,
+    where before it stepped back up on the clean audio figures and flipped every quarter of a minute."""
+    visit = hosted_visit(personas)
+    patient = open_page(
+        patient_browser,
+        daphne_on_veth.inner_url,
+        signed_in_cookie(personas.patient),
+        init_script=OBSERVE + COUNT_VIDEO_BACK,
+    )
+    practitioner = open_page(browser, daphne_on_veth.url, signed_in_cookie(personas.practitioner), init_script=OBSERVE)
+    try:
+        admit(patient, practitioner, str(visit.appointment.public_id))
+        _video_both_ways(patient, practitioner)
+        netns.shape(rate="100kbit", burst="4kb", latency="400ms", loss_percent=0)
+        patient.locator("[data-call-notice]").get_by_text(
+            "La conexión es débil: la consulta sigue solo con audio."
+        ).wait_for(timeout=40_000)
+        tries = patient.evaluate("() => window.tcVideoBack")
+        # Two tries of video later (the second waits twice as long as the first), still audio only.
+        wait_until(
+            lambda: patient.evaluate("() => window.tcVideoBack") >= tries + 2,
+            timeout=120,
+            message="the page never tried video again",
+        )
+        assert patient.evaluate(STATS)["modality"] == "audio"
+        assert patient.locator("[data-call-stage]").get_attribute("data-modality") == "audio"
+        practitioner.locator("[data-peer-media]").get_by_text("(solo audio)").wait_for()
+        # In the encounter: down to audio once, never back up meanwhile.
+        modalities = list(
+            AuditEvent.objects.filter(action=AuditAction.VISIT_MODALITY_CHANGED)
+            .order_by("pk")
+            .values_list("details__modality", flat=True)
+        )
+        assert modalities == ["audio"], modalities
     finally:
         patient.context.close()
         practitioner.context.close()

@@ -34,7 +34,8 @@
   var STEP_UP_AFTER = 5;
   var STEP_UP_AFTER_MAX = 150;  // five minutes of samples
   var STEP_UP_CLEAN = { rtt: 0.25, loss: 0.02 };  // stricter than "good": no step up at the edge of it
-  var TRIAL_SAMPLES = 2;  // good samples in a row while trying video before it is announced
+  var TRIAL_SAMPLES = 2;  // good samples in a row while trying video before it is announced…
+  var TRIAL_MIN = 4;      // …and not before this many: the queue of a narrow link takes seconds to show
   var TRIAL_POOR = 2;     // poor samples in a row that end the try (one alone may be the estimate still ramping up)
   var TRIAL_MAX = 8;      // a try that has not turned good by then failed
   var HOLD_MS = 60000;
@@ -836,11 +837,16 @@
   function sample(peer) {
     return peer.pc.getStats().then(function (report) {
       var result = { rtt: null, loss: null, bitrate: null, framesDecoded: 0, audioEnergy: 0, bytesReceived: 0 };
-      var lost = 0, received = 0;
+      var lost = 0, received = 0, outLoss = 0, outRtt = 0;
       report.forEach(function (entry) {
         if (entry.type === "candidate-pair" && entry.nominated && entry.state === "succeeded") {
           if (entry.currentRoundTripTime !== undefined) { result.rtt = entry.currentRoundTripTime; }
           if (entry.availableOutgoingBitrate !== undefined) { result.bitrate = entry.availableOutgoingBitrate / 1000; }
+        } else if (entry.type === "remote-inbound-rtp" && (entry.kind === "audio" || outgoingVideo() !== null)) {
+          // What the other side reports of our media (RTCP): the loss and delay of what we send, which a try of
+          // video on a narrow link shows first. (Not the video's while none is sent: its last report stays.)
+          if (entry.fractionLost !== undefined) { outLoss = Math.max(outLoss, entry.fractionLost); }
+          if (entry.roundTripTime !== undefined) { outRtt = Math.max(outRtt, entry.roundTripTime); }
         } else if (entry.type === "inbound-rtp") {
           lost += entry.packetsLost || 0;
           received += entry.packetsReceived || 0;
@@ -851,6 +857,8 @@
       });
       var newLost = lost - peer.lastLost, newReceived = received - peer.lastReceived;
       if (newLost + newReceived > 0) { result.loss = Math.max(0, newLost) / (newLost + newReceived); }
+      if (outLoss > 0) { result.loss = Math.max(result.loss || 0, outLoss); }
+      if (outRtt > 0) { result.rtt = Math.max(result.rtt || 0, outRtt); }
       peer.lastLost = lost;
       peer.lastReceived = received;
       peer.framesDecoded = result.framesDecoded;
@@ -938,7 +946,7 @@
       this.trial.good = level === "good" ? this.trial.good + 1 : 0;
       var over = this.trial.poor >= TRIAL_POOR || (this.trial.samples >= TRIAL_MAX && level !== "good");
       if (over) { this.trial = null; this.failures += 1; return "abort"; }
-      if (this.trial.good < TRIAL_SAMPLES) { return null; }
+      if (this.trial.good < TRIAL_SAMPLES || this.trial.samples < TRIAL_MIN) { return null; }
       this.trial = null;
       this.upAt = now;
       return "up";
