@@ -464,6 +464,9 @@ if ICE_TRANSPORT_POLICY == "relay" and not _has_turn:
 # The server-side peer of the pre-call check: how many may run at once in a process, and how long each lives.
 # A visit everybody left ends (its encounter finished with the real times) after this many seconds.
 VIDEO_EMPTY_VISIT_TIMEOUT_SECONDS = env_int("VIDEO_EMPTY_VISIT_TIMEOUT_SECONDS", 120, minimum=10)
+# A participant whose websocket drops while in the call may come back this many seconds before the others are
+# told they left: a short blip (a network hand-over, a reconnect) then leaves everyone's media running (0: at once).
+VIDEO_RECONNECT_GRACE_SECONDS = env_int("VIDEO_RECONNECT_GRACE_SECONDS", 5, minimum=0, maximum=60)
 # Recordings of visits (VID-8): where the encrypted files are kept, and where the recorder writes the plaintext
 # while recording (deleted once encrypted; keep it on a private, local disk of the daphne host).
 RECORDINGS_DIR = Path(env_str("RECORDINGS_DIR", str(VAR_DIR / "recordings"))).resolve()

@@ -9,6 +9,7 @@ class VideoConfig(AppConfig):
         from scheduling.signals import periodic_upkeep
 
         periodic_upkeep.connect(_finish_abandoned_visits, dispatch_uid="video.finish_abandoned_visits")
+        periodic_upkeep.connect(_announce_departures, dispatch_uid="video.announce_departures")
         periodic_upkeep.connect(_fail_lost_recordings, dispatch_uid="video.fail_lost_recordings")
         consent_revoked.connect(_stop_recordings_on_revocation, dispatch_uid="video.stop_recordings_on_revocation")
         patient_anonymised.connect(_destroy_recordings_past_retention, dispatch_uid="video.destroy_recordings")
@@ -20,6 +21,18 @@ def _finish_abandoned_visits(**_: object) -> None:
     from video.services import visits_finish_abandoned
 
     visits_finish_abandoned()
+
+
+def _announce_departures(**_: object) -> None:
+    """Participants who dropped and did not come back, whose daphne process died before it told the others."""
+    from asgiref.sync import async_to_sync
+    from channels.layers import get_channel_layer
+
+    from video.services import visits_announce_departures
+
+    layer = get_channel_layer()
+    for push in visits_announce_departures():
+        async_to_sync(layer.group_send)(push.group, push.message)
 
 
 def _fail_lost_recordings(**_: object) -> None:

@@ -15,6 +15,7 @@ import functools
 import logging
 from typing import Any
 
+from autobahn.exception import Disconnected
 from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.exceptions import StopConsumer
@@ -66,6 +67,8 @@ def _admit_and_join(
 class VisitConsumer(RecordingMixin, AsyncWebsocketConsumer):
     joined: services.Joined | None = None
     group: str | None = None
+    # The browser's side of the socket is closed (its websocket.disconnect may still be on its way).
+    socket_closed = False
 
     async def connect(self) -> None:
         self.joined = None
@@ -160,6 +163,20 @@ class VisitConsumer(RecordingMixin, AsyncWebsocketConsumer):
     def _is_host(self) -> bool:
         return self.joined is not None and self.joined.role in (ParticipantRole.PRACTITIONER, ParticipantRole.CONSULTED)
 
+    async def send(self, text_data: str | None = None, bytes_data: bytes | None = None, close: bool = False) -> None:
+        # A browser that closes its websocket (a page closed, a drop it noticed first) makes daphne's protocol refuse
+        # every frame from then on, yet the websocket.disconnect comes only once the TCP connection is gone, which
+        # can take a while if data for the browser is still queued. Messages for this participant keep arriving on
+        # the layer meanwhile (a relayed candidate, a room event); daphne raises on the send, and an exception here
+        # would end the consumer before its disconnect() ran (the departure never handled, the others never told).
+        # What was addressed to a closed socket is dropped instead, quietly.
+        if self.socket_closed:
+            return
+        try:
+            await super().send(text_data=text_data, bytes_data=bytes_data, close=close)
+        except Disconnected:
+            self.socket_closed = True
+
     async def _send_frame(self, kind: str, **fields: Any) -> None:
         await self.send(text_data=encode(kind, **fields))
 
@@ -197,6 +214,15 @@ class VisitConsumer(RecordingMixin, AsyncWebsocketConsumer):
             explicit=explicit,
         )
         await self._push(left.pushes)
+        if left.announce_later:
+            asyncio.get_running_loop().call_later(
+                services.reconnect_grace().total_seconds(),
+                _announce_departure_later,
+                self.channel_layer,
+                joined.visit_id,
+                joined.participant_id,
+                joined.connection,
+            )
         if left.empty:
             asyncio.get_running_loop().call_later(
                 services.empty_timeout().total_seconds() + 1, _finish_later, self.channel_layer, joined.visit_id
@@ -366,6 +392,23 @@ class VisitConsumer(RecordingMixin, AsyncWebsocketConsumer):
         self.joined = None
         await self._send_frame("end", reason=message.get("reason", "ended"))
         await self._close(CloseCode.ENDED)
+
+
+def _announce_departure_later(layer: Any, visit_id: int, participant_id: int, connection: int) -> None:
+    """The grace after a drop is over. The service decides from the room's rows whether the participant came back
+    (to whichever process), so one process's timer never announces a departure another process saw undone."""
+
+    async def announce() -> None:
+        try:
+            pushes = await database_sync_to_async(services.visit_departure_announce)(
+                visit_id=visit_id, participant_id=participant_id, connection=connection
+            )
+            for push in pushes:
+                await layer.group_send(push.group, push.message)
+        except Exception:  # the periodic sweep announces it instead; never let a timer crash the process
+            logger.exception("announcing a departure failed")
+
+    asyncio.get_running_loop().create_task(announce())
 
 
 def _finish_later(layer: Any, visit_id: int) -> None:

@@ -70,6 +70,9 @@ class Presence(models.Model):
     admitted_at = models.DateTimeField(null=True, blank=True)
     joined_at = models.DateTimeField(default=timezone.now)
     last_seen = models.DateTimeField(default=timezone.now)
+    # Set when the connection of a participant in the call dropped and the others have not been told yet: they
+    # are, once VIDEO_RECONNECT_GRACE_SECONDS have passed without a new connection (video.services).
+    away_since = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         constraints = [

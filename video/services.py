@@ -48,6 +48,10 @@ def empty_timeout() -> dt.timedelta:
     return dt.timedelta(seconds=settings.VIDEO_EMPTY_VISIT_TIMEOUT_SECONDS)
 
 
+def reconnect_grace() -> dt.timedelta:
+    return dt.timedelta(seconds=settings.VIDEO_RECONNECT_GRACE_SECONDS)
+
+
 def visit_group(visit_id: int) -> str:
     """Every connection of one visit (waiting ones too: they hear of admission, decline and the end)."""
     return f"video.visit.{visit_id}"
@@ -361,6 +365,9 @@ def visit_connect(
     if mine is not None and mine.state in LIVE_STATES:
         pushes.append(Push({"type": "room.replaced", "connection": mine.connection}, channel=mine.channel_name))
     was_in = mine is not None and mine.state != PresenceState.LEFT
+    # Back within the grace after a drop (the others were not told it left), or a new connection replacing one
+    # still in the call: the others keep their connections to this participant and only restart ICE.
+    resumed = mine is not None and (mine.away_since is not None or mine.state == PresenceState.CONNECTED)
     if participant.role == ParticipantRole.PATIENT:
         comes_back = (
             visit.status == VisitStatus.IN_PROGRESS
@@ -377,6 +384,7 @@ def visit_connect(
     mine.channel_name = channel_name
     mine.connection += 1
     mine.last_seen = now
+    mine.away_since = None
     if state == PresenceState.CONNECTED and mine.admitted_at is None:
         mine.admitted_at = now
     mine.save()
@@ -400,6 +408,7 @@ def visit_connect(
         role=participant.role,
         state=state,
         connection=mine.connection,
+        resumed=resumed and state == PresenceState.CONNECTED,
     )
     mine.participant = participant
     event = {"participant": participant.pk, "role": participant.role, "channel": channel_name}
@@ -413,6 +422,8 @@ def visit_connect(
                 )
             )
     else:
+        if resumed:
+            event["resumed"] = True
         pushes.append(
             Push({"type": "room.event", "event": {"type": "peer_joined", **event}}, group=visit_group(visit.pk))
         )
@@ -527,6 +538,15 @@ class Left:
     pushes: list[Push]
     # The visit is in progress and nobody is left in it: it ends by itself after empty_timeout().
     empty: bool
+    # The others are not told yet: call visit_departure_announce after reconnect_grace().
+    announce_later: bool = False
+
+
+def _peer_left(visit: VisitSession, participant_id: int) -> Push:
+    return Push(
+        {"type": "room.event", "event": {"type": "peer_left", "participant": participant_id}},
+        group=visit_group(visit.pk),
+    )
 
 
 @transaction.atomic
@@ -541,10 +561,14 @@ def visit_leave(*, visit_id: int, participant_id: int, connection: int, user: Us
     was_waiting = presence.state == PresenceState.WAITING
     # Dropped (not left on purpose) after being let in: may come back without waiting again (a reconnect).
     admitted = presence.state == PresenceState.CONNECTED and visit.status == VisitStatus.IN_PROGRESS
+    # Dropped from the call: the others hear of it only if no new connection comes within the grace, so a blip
+    # does not make them tear down their media connections to this participant.
+    hold = presence.state == PresenceState.CONNECTED and not explicit and reconnect_grace() > dt.timedelta(0)
     presence.state = PresenceState.ADMITTED if admitted and not explicit else PresenceState.LEFT
     presence.channel_name = ""
     presence.last_seen = now
-    presence.save(update_fields=["state", "channel_name", "last_seen"])
+    presence.away_since = now if hold else None
+    presence.save(update_fields=["state", "channel_name", "last_seen", "away_since"])
     empty = (
         visit.status == VisitStatus.IN_PROGRESS
         and not visit.presences.filter(state__in=LIVE_STATES).exclude(pk=presence.pk).exists()
@@ -563,13 +587,34 @@ def visit_leave(*, visit_id: int, participant_id: int, connection: int, user: Us
     return Left(
         [
             *(_waiting_over(visit.appointment) if was_waiting else []),
-            Push(
-                {"type": "room.event", "event": {"type": "peer_left", "participant": participant_id}},
-                group=visit_group(visit.pk),
-            ),
+            *([] if hold else [_peer_left(visit, participant_id)]),
         ],
         empty,
+        announce_later=hold,
     )
+
+
+@transaction.atomic
+def visit_departure_announce(*, visit_id: int, participant_id: int, connection: int) -> list[Push]:
+    """The grace after a drop is over: tell the others the participant left, unless a newer connection of theirs
+    came in meanwhile (in this process or any other: the presence row says) or the others were told already."""
+    visit = _lock(visit_id)
+    presence = visit.presences.filter(participant_id=participant_id).first()
+    if presence is None or presence.connection != connection or presence.away_since is None:
+        return []
+    presence.away_since = None
+    presence.save(update_fields=["away_since"])
+    return [_peer_left(visit, participant_id)]
+
+
+def visits_announce_departures(*, now: dt.datetime | None = None) -> list[Push]:
+    """For a periodic sweep: departures whose grace is long over and whose process died before announcing them."""
+    now = now or timezone.now()
+    overdue = Presence.objects.filter(away_since__lte=now - reconnect_grace() - dt.timedelta(seconds=5))
+    pushes: list[Push] = []
+    for visit_id, participant_id, connection in overdue.values_list("visit_id", "participant_id", "connection"):
+        pushes += visit_departure_announce(visit_id=visit_id, participant_id=participant_id, connection=connection)
+    return pushes
 
 
 def _finish(visit: VisitSession, *, by: User | None, ended_at: dt.datetime, reason: str) -> list[Push]:
@@ -586,7 +631,9 @@ def _finish(visit: VisitSession, *, by: User | None, ended_at: dt.datetime, reas
     visit.status = VisitStatus.ENDED
     visit.ended_at = ended_at
     visit.save(update_fields=["status", "ended_at"])
-    visit.presences.exclude(state=PresenceState.LEFT).update(state=PresenceState.LEFT, channel_name="")
+    visit.presences.exclude(state=PresenceState.LEFT, away_since=None).update(
+        state=PresenceState.LEFT, channel_name="", away_since=None
+    )
     _audit(AuditAction.VISIT_ENDED, visit.appointment, by, system=by is None, reason=reason)
     return [*recording_pushes, Push({"type": "room.ended", "reason": reason}, group=visit_group(visit.pk))]
 

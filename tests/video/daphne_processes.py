@@ -13,6 +13,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator, Mapping
+from pathlib import Path
 
 from django.conf import settings
 from django.db import connection, connections
@@ -60,18 +61,21 @@ def _wait_until_healthy(port: int, process: subprocess.Popen[bytes], timeout: fl
 
 
 @contextlib.contextmanager
-def daphne_processes(count: int, *, redis_url: str, extra_env: Mapping[str, str] | None = None) -> Iterator[list[int]]:
+def daphne_processes(
+    count: int, *, redis_url: str, extra_env: Mapping[str, str] | None = None, log: Path | None = None
+) -> Iterator[list[int]]:
     """`count` daphne processes on 127.0.0.1 sharing this test's database and Redis; yields their ports once each
-    answers /healthz."""
+    answers /healthz. With `log`, their stderr (daphne's and the application's log) goes to that file."""
     env = daphne_env(redis_url, extra_env)
     ports = [free_port() for _ in range(count)]
+    stderr = log.open("ab") if log is not None else None
     processes = [
         subprocess.Popen(
             [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "teleconsult.asgi:application"],
             cwd=settings.BASE_DIR,
             env=env,
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            stderr=stderr if stderr is not None else subprocess.DEVNULL,
             start_new_session=True,
         )
         for port in ports
@@ -85,4 +89,6 @@ def daphne_processes(count: int, *, redis_url: str, extra_env: Mapping[str, str]
             if process.poll() is None:
                 os.killpg(process.pid, signal.SIGTERM)
             process.wait(20)
+        if stderr is not None:
+            stderr.close()
         connections.close_all()

@@ -4,6 +4,7 @@ daphne process and Redis:
 - a poor link shaped in the kernel (tbf and a random drop, inside a network namespace the patient's Chromium
   runs in) steps the patient down to audio only, and back up to video once the shaping is removed; then the
   media path is cut for a while: the client restarts ICE and media comes back;
+- a link too narrow for video (tbf alone) keeps the patient in audio only: the tries of video fail unannounced;
 - the daphne process serving both pages is killed and another started on the same port: both pages come
   back to the same visit and decode again, and the trail records the reconnects;
 - participants restricted to relay candidates connect through Debian's coturn on loopback;
@@ -197,6 +198,60 @@ def test_shaped_link_steps_down_to_audio_and_back_up_then_ice_restarts(
         assert "audio" in modalities and modalities[-1] == "video", changes
         # The client did it by itself, and the trail says so.
         assert ("audio", True) in changes and changes[-1] == ("video", True), changes
+    finally:
+        patient.context.close()
+        practitioner.context.close()
+
+
+# Counts the page's video sender being given a track again (a try of video, or a step up), over the browser's API.
+COUNT_VIDEO_BACK = """
+(() => {
+  window.tcVideoBack = 0;
+  const replaceTrack = RTCRtpSender.prototype.replaceTrack;
+  RTCRtpSender.prototype.replaceTrack = function (track) {
+    if (track && track.kind === "video") { window.tcVideoBack += 1; }
+    return replaceTrack.call(this, track);
+  };
+})();
+"""
+
+
+def test_a_link_too_narrow_for_video_stays_in_audio_only(browser, patient_browser, personas, netns, daphne_on_veth):
+    """100 kbit/s with a 400 ms queue and no loss: audio alone goes through cleanly, video does not fit. The page
+    steps down once; its tries of video (unannounced) fail on what they measure, so it stays in audio only,
+    where before it stepped back up on the clean audio figures and flipped every quarter of a minute."""
+    visit = hosted_visit(personas)
+    patient = open_page(
+        patient_browser,
+        daphne_on_veth.inner_url,
+        signed_in_cookie(personas.patient),
+        init_script=OBSERVE + COUNT_VIDEO_BACK,
+    )
+    practitioner = open_page(browser, daphne_on_veth.url, signed_in_cookie(personas.practitioner), init_script=OBSERVE)
+    try:
+        admit(patient, practitioner, str(visit.appointment.public_id))
+        _video_both_ways(patient, practitioner)
+        netns.shape(rate="100kbit", burst="4kb", latency="400ms", loss_percent=0)
+        patient.locator("[data-call-notice]").get_by_text(
+            "La conexión es débil: la consulta sigue solo con audio."
+        ).wait_for(timeout=40_000)
+        tries = patient.evaluate("() => window.tcVideoBack")
+        # Two tries of video later (the second waits twice as long as the first), still audio only.
+        wait_until(
+            lambda: patient.evaluate("() => window.tcVideoBack") >= tries + 2,
+            timeout=120,
+            message="the page never tried video again",
+        )
+        assert patient.evaluate(STATS)["modality"] == "audio"
+        assert patient.locator("[data-call-stage]").get_attribute("data-modality") == "audio"
+        practitioner.locator("[data-peer-media]").get_by_text("(solo audio)").wait_for()
+        # In the encounter: down to audio once, never back up meanwhile.
+        modalities = list(
+            AuditEvent.objects.filter(action=AuditAction.VISIT_MODALITY_CHANGED)
+            .order_by("pk")
+            .values_list("details__modality", flat=True)
+        )
+        assert modalities == ["audio"], modalities
     finally:
         patient.context.close()
         practitioner.context.close()
@@ -422,6 +477,65 @@ def test_camera_switch_and_screen_share_keep_the_remote_decoding(browser, three_
         # All of it on the connection of the start: replaceTrack, never a new connection.
         for page in (patient, practitioner):
             assert page.evaluate("() => window.tcPeers.length") == 1
+    finally:
+        patient.context.close()
+        practitioner.context.close()
+
+
+# The device list of a laptop with a Windows Hello infrared camera and of a phone that lists its depth sensors:
+# Chromium's three fake cameras renamed (fake_device_1 is the one with 16-bit depth frames), and two sensors that
+# name no kind in their label but whose capabilities tell: a depth kind, and a time-of-flight sensor's frame size.
+# Those two have no device behind them: asking for either fails, as the test would see.
+SENSORS_LISTED = """
+(() => {
+  const devices = navigator.mediaDevices;
+  const native = devices.enumerateDevices.bind(devices);
+  const labels = { fake_device_0: "Integrated Camera (04f2:b6d9)", fake_device_1: "Integrated IR Camera (04f2:b6da)",
+                   fake_device_2: "USB2.0 HD UVC WebCam (0bda:58b0)" };
+  const listed = (device, label, capabilities) => ({
+    deviceId: device.deviceId, groupId: device.groupId, kind: device.kind, label: label,
+    getCapabilities: () => capabilities || device.getCapabilities(), toJSON: () => ({ label: label }),
+  });
+  devices.enumerateDevices = async () => {
+    const list = (await native()).map((d) => (d.kind === "videoinput" ? listed(d, labels[d.label] || d.label) : d));
+    const sensor = { groupId: "sensors", kind: "videoinput" };
+    list.push(listed({ ...sensor, deviceId: "sensor-depth" }, "camera2 3, facing back",
+      { deviceId: "sensor-depth", facingMode: ["environment"], videoKind: "depth",
+        width: { min: 1, max: 640 }, height: { min: 1, max: 480 } }));
+    list.push(listed({ ...sensor, deviceId: "sensor-tof" }, "camera2 4, facing back",
+      { deviceId: "sensor-tof", facingMode: ["environment"],
+        width: { min: 1, max: 240 }, height: { min: 1, max: 180 } }));
+    return list;
+  };
+})();
+"""
+
+
+def test_camera_switch_skips_infrared_and_depth_sensors(browser, three_camera_browser, personas, daphne):
+    visit = hosted_visit(personas)
+    patient = open_page(
+        three_camera_browser, daphne.url, signed_in_cookie(personas.patient), init_script=OBSERVE + SENSORS_LISTED
+    )
+    practitioner = open_page(browser, daphne.url, signed_in_cookie(personas.practitioner), init_script=OBSERVE)
+    try:
+        admit(patient, practitioner, str(visit.appointment.public_id))
+        _video_both_ways(patient, practitioner)
+        assert _cameras(patient) == [
+            "Integrated Camera (04f2:b6d9)",
+            "Integrated IR Camera (04f2:b6da)",
+            "USB2.0 HD UVC WebCam (0bda:58b0)",
+            "camera2 3, facing back",
+            "camera2 4, facing back",
+        ]
+        # The switch goes between the two cameras that give a picture, never to the infrared one (by its label)
+        # nor to the sensors (by their capabilities), and the practitioner keeps decoding.
+        assert patient.evaluate(LOCAL_TRACK)["label"] == "fake_device_0"
+        _switch_camera(patient, "fake_device_2")
+        wait_for_frames(practitioner, above=frames(practitioner) + 24, side="practitioner after the switch")
+        _switch_camera(patient, "fake_device_0")
+        _switch_camera(patient, "fake_device_2")
+        wait_for_frames(practitioner, above=frames(practitioner) + 24, side="practitioner after switching back")
+        assert "otra cámara" not in patient.locator("[data-call-notice]").inner_text()
     finally:
         patient.context.close()
         practitioner.context.close()

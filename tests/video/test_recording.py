@@ -42,6 +42,7 @@ async def _close_thread_connections():
 @pytest.fixture(autouse=True)
 def _one_process(settings, tmp_path):
     settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    settings.VIDEO_RECONNECT_GRACE_SECONDS = 1  # a dropped participant's departure is announced after it
     settings.RECORDINGS_TMP_DIR = tmp_path / "scratch"
     settings.STORAGES = {
         **settings.STORAGES,

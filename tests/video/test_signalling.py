@@ -36,7 +36,7 @@ from tests.video.signalling_support import (
 from video.models import ChatMessage, Presence, PresenceState, VisitSession, VisitStatus
 from video.protocol import MAX_CHAT, MAX_SDP, CloseCode
 from video.rooms import waiting_for
-from video.services import practitioner_group, visits_finish_abandoned
+from video.services import practitioner_group, visits_announce_departures, visits_finish_abandoned
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.asyncio]
 
@@ -54,6 +54,8 @@ async def _close_thread_connections():
 def _in_memory_layer(settings):
     # One process here: the in-memory layer. The Redis layer across processes has its own test.
     settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    # A dropped participant's departure is announced after this grace (short here: tests wait for it).
+    settings.VIDEO_RECONNECT_GRACE_SECONDS = 1
 
 
 @pytest.fixture
@@ -229,6 +231,83 @@ async def test_a_second_tab_replaces_the_first_4409(visit, cookies):
     await doctor.send_to(text_data=frame("answer", to=patient_id, sdp=SDP))
     assert (await receive_until(second, "answer"))["from"] == doctor_id
     await second.disconnect()
+    await doctor.disconnect()
+
+
+async def test_a_blip_within_the_grace_is_a_resumption_the_others_keep_their_connection(visit, cookies):
+    """The patient's websocket drops and comes back within the grace: the practitioner is told it resumed (and
+    keeps its media connection), never that the patient left — not even when the grace's timer fires later."""
+    doctor, patient, doctor_id, patient_id = await _in_call(visit, cookies)
+    await patient.disconnect()
+    back = socket(visit.path, cookies["patient"])
+    assert (await back.connect())[0]
+    assert (await receive(back))["state"] == "connected"
+    joined = await receive(doctor)  # the first frame the practitioner hears after the drop
+    assert joined == {"v": 1, "type": "peer_joined", "participant": patient_id, "role": "patient", "resumed": True}
+    # Past the grace the dropped connection's timer has run; it found the newer connection and said nothing.
+    await asyncio.sleep(2)
+    await back.send_to(text_data=frame("chat", text="Ya volví"))
+    assert (await receive(doctor))["type"] == "chat"
+    await doctor.send_to(text_data=frame("offer", to=patient_id, sdp=SDP))
+    assert (await receive_until(back, "offer"))["from"] == doctor_id
+
+    def trail():
+        events = AuditEvent.objects.filter(details__participant=patient_id, action__startswith="video.visit.")
+        return list(events.order_by("pk").values_list("action", "details"))
+
+    # The drop and the return are in the trail as before: a leave (not explicit), then a rejoin.
+    actions = await database_sync_to_async(trail)()
+    assert [action for action, _details in actions][-2:] == [AuditAction.VISIT_LEFT, AuditAction.VISIT_REJOINED]
+    assert actions[-2][1]["explicit"] is False and actions[-1][1]["resumed"] is True
+    await back.disconnect()
+    await doctor.disconnect()
+
+
+async def test_a_drop_without_return_is_announced_once_the_grace_is_over(visit, cookies):
+    doctor, patient, _doctor_id, patient_id = await _in_call(visit, cookies)
+    await patient.disconnect()
+    presence = await database_sync_to_async(Presence.objects.get)(participant_id=patient_id)
+    assert presence.state == PresenceState.ADMITTED and presence.away_since is not None
+    left = await receive(doctor)  # after the grace, and nothing before it
+    assert left == {"v": 1, "type": "peer_left", "participant": patient_id}
+    presence = await database_sync_to_async(Presence.objects.get)(participant_id=patient_id)
+    assert presence.away_since is None
+    # Back after the announcement: a plain join for the others (they start a fresh connection).
+    again = socket(visit.path, cookies["patient"])
+    assert (await again.connect())[0]
+    assert await receive_until(doctor, "peer_joined") == {
+        "v": 1,
+        "type": "peer_joined",
+        "participant": patient_id,
+        "role": "patient",
+    }
+    await again.disconnect()
+    await doctor.disconnect()
+
+
+async def test_a_leave_on_purpose_is_announced_at_once(visit, cookies, settings):
+    settings.VIDEO_RECONNECT_GRACE_SECONDS = 60
+    doctor, patient, _doctor_id, patient_id = await _in_call(visit, cookies)
+    await patient.send_to(text_data=frame("leave"))
+    assert (await receive(doctor)) == {"v": 1, "type": "peer_left", "participant": patient_id}
+    await doctor.disconnect()
+
+
+async def test_the_sweep_announces_a_departure_whose_process_died(visit, cookies, settings):
+    """The process that saw the drop died before its timer: the periodic sweep tells the others."""
+    settings.VIDEO_RECONNECT_GRACE_SECONDS = 60
+    doctor, patient, _doctor_id, patient_id = await _in_call(visit, cookies)
+    await patient.disconnect()
+
+    def age_and_sweep():
+        from scheduling.signals import periodic_upkeep
+
+        assert visits_announce_departures() == []  # still within the grace
+        Presence.objects.filter(participant_id=patient_id).update(away_since=timezone.now() - dt.timedelta(hours=1))
+        periodic_upkeep.send(sender=None)
+
+    await database_sync_to_async(age_and_sweep)()
+    assert (await receive(doctor)) == {"v": 1, "type": "peer_left", "participant": patient_id}
     await doctor.disconnect()
 
 

@@ -30,7 +30,7 @@ def two_daphnes(redis_url, settings) -> Iterator[tuple[int, int]]:
     """Two daphne processes (as production runs them) on this test's database and keys, sharing Redis."""
     if settings.CHANNEL_LAYERS["default"]["BACKEND"] != "teleconsult.channel_layer.PooledRedisChannelLayer":
         pytest.fail("REDIS_URL must configure the Redis channel layer for this test")
-    with daphne_processes(2, redis_url=redis_url) as (first, second):
+    with daphne_processes(2, redis_url=redis_url, extra_env={"VIDEO_RECONNECT_GRACE_SECONDS": "2"}) as (first, second):
         yield first, second
 
 
@@ -93,16 +93,36 @@ def test_patient_and_practitioner_on_different_processes(personas, two_daphnes):
             await patient.send_str(_frame("chat", text="La escucho bien"))
             assert (await _next(doctor, "chat"))["text"] == "La escucho bien"
 
-            # A misbehaving patient client is closed on its process; the practitioner on the other carries on.
+            # A misbehaving patient client is closed on its process; the practitioner on the other carries on. The
+            # patient comes back at once, to the other process: within the grace, so the practitioner hears it
+            # resumed, and process B's timer, which runs after that, finds the newer connection and stays silent.
             await patient.send_str("{oops")
             assert await _close_code(patient) == CloseCode.MALFORMED
-            assert (await _next(doctor, "peer_left"))["participant"] == patient_id
             back = await http.ws_connect(
                 f"ws://127.0.0.1:{port_a}{path}",
                 headers={"Cookie": patient_cookie, "Origin": f"http://127.0.0.1:{port_a}"},
             )
             assert (await _next(back, "welcome"))["state"] == "connected"
-            await _next(doctor, "peer_joined")
+            resumed = json.loads((await doctor.receive(timeout=10)).data)
+            assert resumed == {
+                "v": 1,
+                "type": "peer_joined",
+                "participant": patient_id,
+                "role": "patient",
+                "resumed": True,
+            }
+            await asyncio.sleep(3)
+            await back.send_str(_frame("chat", text="Volví"))
+            assert json.loads((await doctor.receive(timeout=10)).data)["type"] == "chat"
+            # Gone for good this time: process A's timer tells the practitioner after the grace.
+            await back.close()
+            assert (await _next(doctor, "peer_left"))["participant"] == patient_id
+            back = await http.ws_connect(
+                f"ws://127.0.0.1:{port_b}{path}",
+                headers={"Cookie": patient_cookie, "Origin": f"http://127.0.0.1:{port_b}"},
+            )
+            assert (await _next(back, "welcome"))["state"] == "connected"
+            assert "resumed" not in await _next(doctor, "peer_joined")
             await doctor.send_str(_frame("end"))
             assert (await _next(back, "end"))["reason"] == "ended"
             assert await _close_code(back) == CloseCode.ENDED
@@ -112,7 +132,7 @@ def test_patient_and_practitioner_on_different_processes(personas, two_daphnes):
     encounter = Encounter.objects.get(appointment_ref=str(visit.appointment.public_id))
     visit.appointment.refresh_from_db()
     assert encounter.status == EncounterStatus.FINISHED and visit.appointment.status == AppointmentStatus.COMPLETED
-    assert ChatMessage.objects.get().body == "La escucho bien"
+    assert list(ChatMessage.objects.order_by("pk").values_list("body", flat=True)) == ["La escucho bien", "Volví"]
 
 
 def test_two_aiortc_participants_on_different_processes_decode_each_other(personas, two_daphnes):

@@ -28,7 +28,17 @@
   var POOR = { rtt: 0.6, loss: 0.1, bitrate: 150 };
   var FAIR = { rtt: 0.3, loss: 0.03, bitrate: 400 };
   var STEP_DOWN_AFTER = 3;  // poor samples in a row before video stops
-  var STEP_UP_AFTER = 5;    // good samples in a row before it comes back
+  // Back up from audio only (see QualityPolicy): clean samples in a row before video is tried again, doubled
+  // after every failed try up to the maximum; the try sends video for a few samples, unannounced, and the
+  // step up happens only if they show the link carries it. Video that holds this long clears the failures.
+  var STEP_UP_AFTER = 5;
+  var STEP_UP_AFTER_MAX = 150;  // five minutes of samples
+  var STEP_UP_CLEAN = { rtt: 0.25, loss: 0.02 };  // stricter than "good": no step up at the edge of it
+  var TRIAL_SAMPLES = 2;  // good samples in a row while trying video before it is announced…
+  var TRIAL_MIN = 4;      // …and not before this many: the queue of a narrow link takes seconds to show
+  var TRIAL_POOR = 2;     // poor samples in a row that end the try (one alone may be the estimate still ramping up)
+  var TRIAL_MAX = 8;      // a try that has not turned good by then failed
+  var HOLD_MS = 60000;
   var QUICK_RETRIES_MS = 30000;  // reconnection attempts stay frequent this long after a drop
 
   function t(key, values) {
@@ -42,8 +52,10 @@
   var state = {
     me: null, role: null, phase: "connecting", iceServers: [], peers: new Map(), roles: new Map(),
     local: null, facing: "user", screen: null, muted: false, cameraOff: false,
-    modality: "video", modalityAuto: false, forced: false, auto: false, poorRun: 0, goodRun: 0, quality: null,
+    modality: "video", modalityAuto: false, forced: false, auto: false, probing: false, quality: null,
     ws: null, queue: Promise.resolve(), attempts: 0, welcomes: 0, finished: false, waiting: new Map(), mediaError: null,
+    serial: 0,  // connections made so far (each keeps its number: the test hook tells a kept one from a new one)
+    policy: new QualityPolicy(),
     dropped: new Map()  // participant id → DTLS fingerprint of the last connection to them we closed
   };
 
@@ -238,7 +250,8 @@
 
   // What goes out as video: nothing in audio-only or with the camera off, else the screen or the camera.
   function outgoingVideo() {
-    if (state.modality !== "video" || state.cameraOff) { return null; }
+    // While trying whether the link carries video again (state.probing), it is sent though the modality is audio.
+    if ((state.modality !== "video" && !state.probing) || state.cameraOff) { return null; }
     if (state.screen) { return state.screen.getVideoTracks()[0]; }
     return videoTrack();
   }
@@ -254,7 +267,8 @@
   }
 
   function publishMediaState() {
-    send("media_state", { audio: !state.muted, video: outgoingVideo() !== null, screen: !!state.screen,
+    send("media_state", { audio: !state.muted, video: state.modality === "video" && outgoingVideo() !== null,
+      screen: !!state.screen,
       modality: state.modality, auto: state.modalityAuto });
   }
 
@@ -264,6 +278,7 @@
     // Whether this page's link chose the modality (a step down or up) rather than a person: the others follow
     // a host's choice, never a host's link (see remoteMediaState).
     state.modalityAuto = why === "auto";
+    state.probing = false;  // a try of video (see stepDownOrUp) ends with any change of the modality
     applyVideo();
     publishMediaState();
     notice(t(modality === "audio" ? "audio_only_" + why : "video_back"));
@@ -285,6 +300,42 @@
     publishMediaState();
   }
 
+  // Sensors some phones and laptops list as cameras though they give no picture for a call: depth and
+  // time-of-flight sensors, and the infrared cameras of face unlock / Windows Hello (WebRTC does not even encode
+  // a depth sensor's 16-bit frames). Told apart by their label, and by what the browser reports the device can
+  // do where it does (InputDeviceInfo.getCapabilities): a depth kind, depth ranges, or a frame too small for
+  // a call (such sensors report 240×180 and the like).
+  var NOT_A_CAMERA = /depth|infra-?red|\bIR\b|\bToF\b|time.of.flight|profundidad|infrarroj/i;
+  var MIN_CAMERA = { width: 320, height: 240 };
+
+  function capabilitiesOf(device) {
+    try { return typeof device.getCapabilities === "function" ? device.getCapabilities() || {} : {}; }
+    catch (e) { return {}; }
+  }
+
+  function callCameras(devices) {
+    return devices.filter(function (device) {
+      if (device.kind !== "videoinput" || NOT_A_CAMERA.test(device.label || "")) { return false; }
+      var caps = capabilitiesOf(device);
+      if (caps.videoKind === "depth" || caps.videoKind === "infrared" || caps.depthNear || caps.depthFar) {
+        return false;
+      }
+      var small = caps.width && caps.height && caps.width.max < MIN_CAMERA.width && caps.height.max < MIN_CAMERA.height;
+      return !small;
+    });
+  }
+
+  // Which way a listed camera faces, if it says: its capabilities, else its label (Android: "facing back",
+  // Safari: "Back Camera", or "Cámara trasera" in Spanish).
+  function facingOf(device) {
+    var modes = capabilitiesOf(device).facingMode || [];
+    if (modes.length) { return modes[0]; }
+    var label = device.label || "";
+    if (/back|rear|environment|trasera|posterior/i.test(label)) { return "environment"; }
+    if (/front|user|frontal|delantera/i.test(label)) { return "user"; }
+    return null;
+  }
+
   function switchCamera() {
     var next = state.facing === "user" ? "environment" : "user";
     var current = videoTrack();
@@ -298,12 +349,19 @@
       applyVideo();
     }
     navigator.mediaDevices.enumerateDevices().then(function (devices) {
-      var cameras = devices.filter(function (device) { return device.kind === "videoinput"; });
-      // One camera: nothing to switch to (a facing mode is only a preference: the same camera would start again).
-      if (cameras.length < 2) { throw new Error("one camera"); }
+      var cameras = callCameras(devices);
+      var others = cameras.filter(function (camera) { return camera.deviceId !== settings.deviceId; });
+      // No other camera: nothing to switch to (a facing mode is only a preference: the same camera would start
+      // again, or a depth sensor facing that way).
+      if (others.length === 0) { throw new Error("one camera"); }
       var video = MEDIA.video(next);
-      // A phone's cameras say which way they face; cameras that do not (a laptop's, a USB one) are taken in turn.
-      if (!settings.facingMode) {
+      if (settings.facingMode) {
+        // A phone's cameras say which way they face: the first camera facing the other way, named by its id so
+        // that the browser does not pick a sensor facing that way instead; else the facing mode alone.
+        var facing = others.find(function (camera) { return facingOf(camera) === next; });
+        if (facing) { video.deviceId = { exact: facing.deviceId }; }
+      } else {
+        // Cameras that do not say (a laptop's, a USB one) are taken in turn.
         var at = cameras.findIndex(function (camera) { return camera.deviceId === settings.deviceId; });
         video.deviceId = { exact: cameras[(at + 1) % cameras.length].deviceId };
       }
@@ -394,7 +452,11 @@
     if (state.phase !== "call") { return undefined; }
     return startMedia().then(function () {
       var peer = state.peers.get(message.participant);
-      // The other one came back: a websocket reconnect keeps its connection (a new ICE path is enough);
+      // Back within the server's grace after a blip of its websocket (`resumed`): the connection between us
+      // never stopped, and the page that came back restarts ICE on it itself (after its welcome); a restart from
+      // here too would only cross it. Unless ours is in trouble meanwhile.
+      if (peer && message.resumed && peer.pc.connectionState === "connected") { return publishMediaState(); }
+      // The other one came back later: a websocket reconnect keeps its connection (a new ICE path is enough);
       // a reload does not, and its answer to our restart comes with new keys: ours is replaced (see description()).
       if (peer) { peer.pc.restartIce(); } else { connectPeer(message.participant); }
       publishMediaState();
@@ -418,7 +480,8 @@
   function connectPeer(id, awaitOffer) {
     var pc = new RTCPeerConnection({ iceServers: state.iceServers, iceTransportPolicy: state.iceTransportPolicy });
     // Perfect negotiation: the lower participant id gives way when both sides offer at once.
-    var peer = { id: id, pc: pc, polite: state.me < id, makingOffer: false, ignoreOffer: false, tile: null,
+    state.serial += 1;
+    var peer = { id: id, serial: state.serial, pc: pc, polite: state.me < id, makingOffer: false, ignoreOffer: false, tile: null,
       videoSender: null, framesDecoded: 0, lastLost: 0, lastReceived: 0, restartTimer: null,
       awaitOffer: !!awaitOffer };
     state.peers.set(id, peer);
@@ -816,11 +879,16 @@
   function sample(peer) {
     return peer.pc.getStats().then(function (report) {
       var result = { rtt: null, loss: null, bitrate: null, framesDecoded: 0, audioEnergy: 0, bytesReceived: 0 };
-      var lost = 0, received = 0;
+      var lost = 0, received = 0, outLoss = 0, outRtt = 0;
       report.forEach(function (entry) {
         if (entry.type === "candidate-pair" && entry.nominated && entry.state === "succeeded") {
           if (entry.currentRoundTripTime !== undefined) { result.rtt = entry.currentRoundTripTime; }
           if (entry.availableOutgoingBitrate !== undefined) { result.bitrate = entry.availableOutgoingBitrate / 1000; }
+        } else if (entry.type === "remote-inbound-rtp" && (entry.kind === "audio" || outgoingVideo() !== null)) {
+          // What the other side reports of our media (RTCP): the loss and delay of what we send, which a try of
+          // video on a narrow link shows first. (Not the video's while none is sent: its last report stays.)
+          if (entry.fractionLost !== undefined) { outLoss = Math.max(outLoss, entry.fractionLost); }
+          if (entry.roundTripTime !== undefined) { outRtt = Math.max(outRtt, entry.roundTripTime); }
         } else if (entry.type === "inbound-rtp") {
           lost += entry.packetsLost || 0;
           received += entry.packetsReceived || 0;
@@ -831,6 +899,8 @@
       });
       var newLost = lost - peer.lastLost, newReceived = received - peer.lastReceived;
       if (newLost + newReceived > 0) { result.loss = Math.max(0, newLost) / (newLost + newReceived); }
+      if (outLoss > 0) { result.loss = Math.max(result.loss || 0, outLoss); }
+      if (outRtt > 0) { result.rtt = Math.max(result.rtt || 0, outRtt); }
       peer.lastLost = lost;
       peer.lastReceived = received;
       peer.framesDecoded = result.framesDecoded;
@@ -841,9 +911,10 @@
   function grade(s) {
     if ((s.rtt !== null && s.rtt > POOR.rtt) || (s.loss !== null && s.loss > POOR.loss)) { return "poor"; }
     // The available bitrate only says something while video is being sent (audio alone never probes higher).
-    if (state.modality === "video" && s.bitrate !== null && s.bitrate < POOR.bitrate) { return "poor"; }
+    var video = outgoingVideo() !== null;
+    if (video && s.bitrate !== null && s.bitrate < POOR.bitrate) { return "poor"; }
     if ((s.rtt !== null && s.rtt > FAIR.rtt) || (s.loss !== null && s.loss > FAIR.loss)) { return "fair"; }
-    if (state.modality === "video" && s.bitrate !== null && s.bitrate < FAIR.bitrate) { return "fair"; }
+    if (video && s.bitrate !== null && s.bitrate < FAIR.bitrate) { return "fair"; }
     return "good";
   }
 
@@ -861,7 +932,7 @@
       });
       state.quality = Object.assign({ level: worst }, summary);
       showQuality(worst);
-      stepDownOrUp(worst);
+      stepDownOrUp(worst, summary);
     }).catch(function () {});
   }
 
@@ -875,13 +946,76 @@
     el.querySelector("[data-quality-text]").textContent = t("quality_" + level);
   }
 
-  function stepDownOrUp(level) {
-    state.poorRun = level === "poor" ? state.poorRun + 1 : 0;
-    state.goodRun = level === "good" ? state.goodRun + 1 : 0;
-    if (state.modality === "video" && state.poorRun >= STEP_DOWN_AFTER) {
+  // When to step down to audio only and back up, from the quality samples alone (no page state: the test hook
+  // exposes it and tests run it on made-up sample series). `mode` is "video", "audio" (stepped down by the link:
+  // may come back) or "held" (audio only by a person's choice: never comes back by itself). next() returns
+  // "down", "probe" (start sending video again, unannounced), "up" (the try worked: announce video), "abort"
+  // (the try failed: stop the video again) or null.
+  //
+  // Why a try: in audio only the link's good figures say little about video. The round trip and the loss of a
+  // few audio packets look fine on a link that is simply too narrow for video, and the bandwidth estimate does
+  // not grow while only audio is sent. Stepping up on them alone flipped such a link between video and audio
+  // every quarter of a minute. So the try measures what matters — round trip, loss and available outgoing
+  // bitrate with video actually flowing — before anyone is told, and each failed try (or a step up that does
+  // not hold for HOLD_MS) doubles the clean run the next one waits for.
+  function QualityPolicy() {
+    this.poorRun = 0;
+    this.cleanRun = 0;
+    this.failures = 0;
+    this.trial = null;
+    this.upAt = null;
+  }
+  QualityPolicy.prototype.required = function () {
+    return Math.min(STEP_UP_AFTER_MAX, STEP_UP_AFTER * Math.pow(2, this.failures));
+  };
+  QualityPolicy.prototype.next = function (mode, level, sample, now) {
+    var s = sample || {};
+    if (mode === "video") {
+      this.trial = null;
+      this.cleanRun = 0;
+      if (this.upAt !== null && now - this.upAt >= HOLD_MS) { this.failures = 0; this.upAt = null; }
+      this.poorRun = level === "poor" ? this.poorRun + 1 : 0;
+      if (this.poorRun < STEP_DOWN_AFTER) { return null; }
+      this.poorRun = 0;
+      if (this.upAt !== null) { this.failures += 1; this.upAt = null; }  // stepped up too early
+      return "down";
+    }
+    this.poorRun = 0;
+    if (mode !== "audio") { this.trial = null; this.cleanRun = 0; return null; }
+    if (this.trial) {
+      this.trial.samples += 1;
+      this.trial.poor = level === "poor" ? this.trial.poor + 1 : 0;
+      this.trial.good = level === "good" ? this.trial.good + 1 : 0;
+      var over = this.trial.poor >= TRIAL_POOR || (this.trial.samples >= TRIAL_MAX && level !== "good");
+      if (over) { this.trial = null; this.failures += 1; return "abort"; }
+      if (this.trial.good < TRIAL_SAMPLES || this.trial.samples < TRIAL_MIN) { return null; }
+      this.trial = null;
+      this.upAt = now;
+      return "up";
+    }
+    var clean = level === "good" && (s.rtt === null || s.rtt === undefined || s.rtt <= STEP_UP_CLEAN.rtt) &&
+      (s.loss === null || s.loss === undefined || s.loss <= STEP_UP_CLEAN.loss);
+    this.cleanRun = clean ? this.cleanRun + 1 : 0;
+    if (this.cleanRun < this.required()) { return null; }
+    this.cleanRun = 0;
+    this.trial = { samples: 0, good: 0, poor: 0 };
+    return "probe";
+  };
+
+  function stepDownOrUp(level, sample) {
+    var mode = state.modality === "video" ? "video" : (state.auto && !state.forced ? "audio" : "held");
+    var action = state.policy.next(mode, level, sample, Date.now());
+    if (state.probing && (mode !== "audio" || action === "abort" || action === "up")) {
+      state.probing = false;
+      applyVideo();
+    }
+    if (action === "down") {
       state.auto = true;
       setModality("audio", "auto");
-    } else if (state.modality === "audio" && state.auto && !state.forced && state.goodRun >= STEP_UP_AFTER) {
+    } else if (action === "probe") {
+      state.probing = true;
+      applyVideo();
+    } else if (action === "up") {
       state.auto = false;
       setModality("video", "auto");
     }
@@ -925,7 +1059,8 @@
       var peers = Array.from(state.peers.values());
       return Promise.all(peers.map(function (peer) {
         return sample(peer).then(function (s) {
-          return { participant: peer.id, connection: peer.pc.connectionState, framesDecoded: s.framesDecoded,
+          return { participant: peer.id, serial: peer.serial, connection: peer.pc.connectionState,
+            framesDecoded: s.framesDecoded,
             audioEnergy: s.audioEnergy, bytesReceived: s.bytesReceived, rtt: s.rtt };
         });
       })).then(function (list) {
@@ -937,6 +1072,8 @@
         });
       });
     },
+    // The step-down/step-up decision on its own, for tests that feed it sample series (docs/video-network.md).
+    QualityPolicy: QualityPolicy,
     // A drop as the network makes it, seen from this side (the server sees the connection go away).
     dropSocket: function () { if (state.ws) { state.ws.close(4000); } }
   };
