@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('video', '0003_recordings_never_deleted'),
+        ('video', '0004_recordings_destroyed_past_retention'),
     ]
 
     operations = [
