@@ -1,9 +1,11 @@
 """coturn on loopback run from deploy/turnserver.conf itself, with a throwaway certificate authority, for the TURN
-over TCP and over TLS tests (VID-6).
+tests (VID-6): over UDP (tests/video/test_turn_relay.py, test_call_network.py) and over TCP and TLS
+(test_turn_tls_browser.py).
 
 The configuration coturn reads is production's file with only what cannot apply on one machine replaced: the ports
 (loopback, free ones), the certificate (one this module signs for `localhost`), the relay port range, and the
-loopback exception to the private-address deny list (the peers of a test are on this machine). Every other line,
+loopback exception to the private-address deny list (the peers of a test are on this machine), and, for the TCP
+and TLS tests, the UDP listeners (off, so that nothing can reach coturn over UDP). Every other line,
 the TLS ones included (protocol versions, cipher list, no DTLS), is the file as deployed, so a change to it is a
 change to what the tests run.
 
@@ -16,9 +18,11 @@ certutil (Debian's libnss3-tools) for a Chromium started with HOME pointing at i
 from __future__ import annotations
 
 import datetime
+import os
 import shutil
 import socket
 import ssl
+import struct
 import subprocess
 import time
 from dataclasses import dataclass
@@ -169,24 +173,25 @@ def trusting_home(directory: Path, authority: Path | None) -> Path:
 
 @dataclass(frozen=True)
 class Coturn:
-    """A running coturn: its plain TCP port, its TLS port (same listeners as 3478 and 443 in production), its relay
-    port range and its log."""
+    """A running coturn: its plain port (3478 in production: TCP, and UDP unless started without), its TLS port
+    (443), its relay port range and its log."""
 
-    tcp_port: int
+    port: int
     tls_port: int
     relay_base: int
     log: Path
 
 
 def loopback_config(
-    directory: Path, *, tcp_port: int, tls_port: int, relay_base: int, certificates: Certificates
+    directory: Path, *, port: int, tls_port: int, relay_base: int, certificates: Certificates, udp: bool
 ) -> Path:
-    """deploy/turnserver.conf with the ports, certificate and relay range of this run; UDP listeners off."""
+    """deploy/turnserver.conf with the ports, certificate and relay range of this run; without `udp`, no UDP
+    listeners."""
     lines = [
         f"{name}={value}" if value is not None else name for name, value in deploy_options() if name not in REPLACED
     ]
     lines += [
-        f"listening-port={tcp_port}",
+        f"listening-port={port}",
         f"tls-listening-port={tls_port}",
         f"cert={certificates.certificate}",
         f"pkey={certificates.key}",
@@ -196,9 +201,6 @@ def loopback_config(
         "listening-ip=127.0.0.1",
         "relay-ip=127.0.0.1",
         "realm=turn.test",
-        # Nothing reaches coturn over UDP: a relay candidate can only come over the TCP or TLS listener. (The relay
-        # itself, between the two allocations, is UDP on loopback, as it is between coturn and peers in production.)
-        "no-udp",
         # The two participants' relay addresses are on loopback, which production refuses as peers; allowed here
         # and only here (allowed-peer-ip takes precedence over the file's denied-peer-ip ranges).
         "allow-loopback-peers",
@@ -209,19 +211,28 @@ def loopback_config(
         # Session lines (with each TLS session's protocol and cipher) are logged only in verbose mode.
         "verbose",
     ]
+    if not udp:
+        # Nothing reaches coturn over UDP: a relay candidate can only come over the TCP or TLS listener. (The relay
+        # itself, between the two allocations, is UDP on loopback, as it is between coturn and peers in production.)
+        lines.append("no-udp")
     config = directory / "turnserver.conf"
     config.write_text("\n".join(lines) + "\n")
     return config
 
 
-def start_coturn(directory: Path, *, secret: str, certificates: Certificates) -> tuple[subprocess.Popen[bytes], Coturn]:
+def start_coturn(
+    directory: Path, *, secret: str, certificates: Certificates, udp: bool
+) -> tuple[subprocess.Popen[bytes], Coturn]:
+    """coturn from the deployed file (loopback_config), ready: its user database open, its plain port accepting
+    TCP connections and, with `udp`, answering STUN over UDP (aioice gives a TURN allocation only 5 s, so a peer
+    must not start gathering against a server still starting up)."""
     turnserver = shutil.which("turnserver") or "/usr/bin/turnserver"
     if not Path(turnserver).exists():
         require_service("coturn's turnserver is not installed")
-    tcp_port, tls_port = free_tcp_port(), free_tcp_port()
-    relay_base = 40_000 + (tls_port % 20) * 1000  # a relay range of its own, away from other test runs
+    port, tls_port = free_port(udp=udp), free_tcp_port()
+    relay_base = 40_000 + (port % 20) * 1000  # a relay range of its own, away from other test runs
     config = loopback_config(
-        directory, tcp_port=tcp_port, tls_port=tls_port, relay_base=relay_base, certificates=certificates
+        directory, port=port, tls_port=tls_port, relay_base=relay_base, certificates=certificates, udp=udp
     )
     log = directory / "turn.log"
     with log.open("w") as output:
@@ -229,14 +240,47 @@ def start_coturn(directory: Path, *, secret: str, certificates: Certificates) ->
         process = subprocess.Popen(
             [turnserver, "-c", str(config), f"--static-auth-secret={secret}"], stdout=output, stderr=subprocess.STDOUT
         )
-    server = Coturn(tcp_port=tcp_port, tls_port=tls_port, relay_base=relay_base, log=log)
+    server = Coturn(port=port, tls_port=tls_port, relay_base=relay_base, log=log)
     deadline = time.monotonic() + 20
-    while "SQLite DB connection success" not in log.read_text() or not _accepts(tcp_port):
+
+    def ready() -> bool:
+        started = "SQLite DB connection success" in log.read_text()
+        return started and _accepts(port) and (not udp or answers_stun(port))
+
+    while not ready():
         if process.poll() is not None or time.monotonic() > deadline:
             process.terminate()
             raise AssertionError(f"coturn did not start:\n{log.read_text()}")
         time.sleep(0.1)
     return process, server
+
+
+def free_port(*, udp: bool) -> int:
+    """A port free for TCP and, with `udp`, for UDP too (coturn's plain listener takes both)."""
+    while True:
+        port = free_tcp_port()
+        if not udp:
+            return port
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+
+
+def answers_stun(port: int) -> bool:
+    """A STUN Binding request over UDP (RFC 8489: type 0x0001, no attributes, the magic cookie) gets its answer."""
+    transaction = os.urandom(12)
+    request = struct.pack("!HHI", 0x0001, 0, 0x2112A442) + transaction
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.settimeout(0.5)
+        try:
+            probe.sendto(request, ("127.0.0.1", port))
+            answer, _ = probe.recvfrom(2048)
+        except OSError:  # refused (nothing listening) or no answer in time
+            return False
+    return len(answer) >= 20 and answer[8:20] == transaction
 
 
 def _accepts(port: int) -> bool:

@@ -26,6 +26,7 @@ from tests.video.call_network_support import Daphne, admit, frames, open_page, w
 from tests.video.coturn_support import (
     Certificates,
     Coturn,
+    answers_stun,
     make_certificates,
     start_coturn,
     tls_handshake,
@@ -34,7 +35,6 @@ from tests.video.coturn_support import (
 from tests.video.signalling_support import signed_in_cookie
 from tests.video.test_call_network import OBSERVE, PATH
 from tests.video.test_call_pages import hosted_visit
-from tests.video.test_turn_relay import _answers_stun
 from video.turn import ice_servers_for_token
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -46,7 +46,7 @@ SECRET = "loopback-turn-tls-secret-0123456789"
 def turn_tls(tmp_path_factory) -> Iterator[tuple[Coturn, Certificates]]:
     directory = tmp_path_factory.mktemp("coturn-tls")
     certificates = make_certificates(directory)
-    process, server = start_coturn(directory, secret=SECRET, certificates=certificates)
+    process, server = start_coturn(directory, secret=SECRET, certificates=certificates, udp=False)
     try:
         yield server, certificates
     finally:
@@ -138,7 +138,7 @@ def _assert_relayed(paths: list[dict[str, object]], server: Coturn, protocol: st
 
 def test_participants_connect_through_turn_over_tcp(trusting_browser, personas, turn_tls, redis_url):
     server, _ = turn_tls
-    paths = _call_through(trusting_browser, personas, redis_url, f"turn:127.0.0.1:{server.tcp_port}?transport=tcp")
+    paths = _call_through(trusting_browser, personas, redis_url, f"turn:127.0.0.1:{server.port}?transport=tcp")
     _assert_relayed(paths, server, "tcp")
 
 
@@ -226,5 +226,5 @@ def test_tls_listener_follows_the_deployed_configuration(turn_tls):
             ciphers="AES256-GCM-SHA384:AES128-GCM-SHA256",
         ).close()
     # Nothing listens on UDP (no-udp here, no-dtls in the file): the relays above came over TCP or TLS.
-    assert not _answers_stun(server.tcp_port)
-    assert not _answers_stun(server.tls_port)
+    assert not answers_stun(server.port)
+    assert not answers_stun(server.tls_port)
