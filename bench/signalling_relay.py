@@ -314,7 +314,9 @@ def main() -> None:
     parser.add_argument(
         "--profile", metavar="PATH", help="run daphne under cProfile (CPU time), statistics written to PATH"
     )
-    parser.add_argument("--uvloop", action="store_true", help="daphne on uvloop (installed by hand; not a dependency)")
+    parser.add_argument(
+        "--asyncio", action="store_true", help="daphne on asyncio's own loop instead of uvloop's (not production's)"
+    )
     args = parser.parse_args()
     redis_url = os.environ.get("REDIS_URL")
     if not redis_url:
@@ -343,10 +345,10 @@ def main() -> None:
             "TELECONSULT_INDEX_KEY": base64.b64encode(settings.TELECONSULT_INDEX_KEY).decode(),
             "ACCESS_LOG_LEVEL": "WARNING",
         }
-        daphne = ["-m", "daphne"]
-        if args.profile or args.uvloop:
+        daphne = ["-m", "teleconsult.daphne_main"]
+        if args.profile or args.asyncio:
             daphne = ["-m", "bench._daphne", *(["--profile", args.profile] if args.profile else [])]
-            daphne += ["--uvloop"] if args.uvloop else []
+            daphne += ["--asyncio"] if args.asyncio else []
         server = subprocess.Popen(  # one daphne, as production runs it
             [
                 sys.executable,
