@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import contextlib
 import datetime as dt
 import json
 import os
@@ -140,7 +141,7 @@ def _build(visits: int) -> list[tuple[str, str, str]]:
 
 
 class Stats:
-    def __init__(self) -> None:
+    def __init__(self, joins: int) -> None:
         self.latencies: list[float] = []
         self.errors: list[str] = []
         self.measuring = False
@@ -150,7 +151,8 @@ class Stats:
         self.go = asyncio.Event()
         # A few visits join at a time, as patients arrive: joins are database work, and on a loaded machine
         # a crowd of them at once outlasts daphne's 5 s handshake timeout (connections reset).
-        self.joining = asyncio.Semaphore(8)
+        # --joins 0: every visit at once (a join storm).
+        self.joining: Any = asyncio.Semaphore(joins) if joins else contextlib.nullcontext()
 
 
 async def _frames(ws: Any, kind: str) -> dict[str, Any]:
@@ -257,13 +259,13 @@ def _cpu(process: Any) -> float:
     return float(times.user + times.system)
 
 
-async def _run(url: str, visits: list[tuple[str, str, str]], seconds: float, rate: float, pid: int) -> None:
+async def _run(url: str, visits: list[tuple[str, str, str]], seconds: float, rate: float, joins: int, pid: int) -> None:
     import aiohttp
     import psutil
 
     process = psutil.Process(pid)
     before = process.memory_info().rss
-    stats = Stats()
+    stats = Stats(joins)
     stop = asyncio.Event()
     connector = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(connector=connector) as http:
@@ -271,9 +273,13 @@ async def _run(url: str, visits: list[tuple[str, str, str]], seconds: float, rat
         for visit in visits:
             tasks.append(asyncio.create_task(_visit(http, url, visit, stats, stop, rate)))
         setup = time.perf_counter()
-        while stats.in_call < len(visits) and time.perf_counter() - setup < 300 and not stats.errors:
+        # Every visit in the call or failed to join (a failure is an error of the run).
+        while stats.in_call + len(stats.errors) < len(visits) and time.perf_counter() - setup < 300:
             await asyncio.sleep(0.2)
-        print(f"  {stats.in_call} visits in the call {time.perf_counter() - setup:.1f} s after the first connect")
+        print(
+            f"  {stats.in_call} visits in the call {time.perf_counter() - setup:.1f} s after the first connect "
+            f"({joins or len(visits)} joining at a time; {len(stats.errors)} failed to join)"
+        )
         stats.go.set()
         await asyncio.sleep(2)  # warm up
         after = process.memory_info().rss
@@ -310,6 +316,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument(
         "--rate", type=float, default=0, help="pace each connection to this many messages a second (0: back to back)"
+    )
+    parser.add_argument(
+        "--joins", type=int, default=8, help="visits joining at a time before the relay starts (0: all at once)"
     )
     parser.add_argument(
         "--profile", metavar="PATH", help="run daphne under cProfile (CPU time), statistics written to PATH"
@@ -374,7 +383,7 @@ def main() -> None:
                     raise SystemExit("daphne did not start")
                 time.sleep(0.2)
             print(f"daphne on 127.0.0.1:{port}, Redis layer at {redis_url.rsplit('@', 1)[-1]}; {os.cpu_count()} CPUs")
-            asyncio.run(_run(f"ws://127.0.0.1:{port}", visits, args.seconds, args.rate, server.pid))
+            asyncio.run(_run(f"ws://127.0.0.1:{port}", visits, args.seconds, args.rate, args.joins, server.pid))
         finally:
             # SIGINT: daphne stops its reactor and returns, so cProfile writes its statistics.
             server.send_signal(signal.SIGINT)

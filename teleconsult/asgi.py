@@ -18,9 +18,9 @@ except ConfigError as error:
 
 from typing import Any
 
-from channels.auth import AuthMiddlewareStack
 from channels.routing import ProtocolTypeRouter, URLRouter
 from channels.security.websocket import OriginValidator
+from channels.sessions import CookieMiddleware, SessionMiddleware
 from django.conf import settings
 
 from teleconsult.routing import websocket_urlpatterns
@@ -38,9 +38,13 @@ class AllowedHostsOriginValidator:
         return await OriginValidator(self.application, settings.ALLOWED_HOSTS)(scope, receive, send)
 
 
+# Websockets get the session (cookie → scope["session"], loaded when first read) but no scope["user"]: the consumers
+# look the user up from the session inside their own first database call (accounts.signin_state.session_user).
+# channels' AuthMiddleware would do it in a sync-thread hop of its own before the consumer can accept, and with
+# many visits joining at once those hops queue past daphne's 5 s handshake timeout (docs/decisions.md).
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
-        "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+        "websocket": AllowedHostsOriginValidator(CookieMiddleware(SessionMiddleware(URLRouter(websocket_urlpatterns)))),
     }
 )
