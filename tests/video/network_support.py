@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import secrets
 import urllib.error
@@ -9,10 +10,13 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+import uvloop
 from django.conf import settings
 from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
 from django.contrib.sessions.backends.db import SessionStore
 from django.db import connections
+
+from teleconsult import daphne_main
 
 OFFER_PATH = "/visit/network-test/offer"
 
@@ -24,12 +28,20 @@ def _application() -> object:
 
 
 def daphne_on_test_database(**overrides: object) -> Iterator[str]:
-    """A real daphne process (forked, so it inherits the test database's settings) serving the project.
+    """A real daphne process (forked, so it inherits the test database's settings) serving the project, on the
+    event loop production runs (uvloop, teleconsult.daphne_main).
 
     aiortc peers live in the server process, on daphne's event loop, which Django's live_server (threads,
     WSGI) would not give them.
     """
     from daphne.testing import DaphneProcess
+
+    class UvloopDaphneProcess(DaphneProcess):
+        def run(self) -> None:
+            # In the child: daphne's testing process makes a new loop (and reactor) before serving, from this policy.
+            asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+            daphne_main.defer_autobahn_debug_values()
+            super().run()
 
     previous = {name: getattr(settings, name) for name in overrides}
     for name, value in overrides.items():
@@ -40,7 +52,7 @@ def daphne_on_test_database(**overrides: object) -> Iterator[str]:
         connection.close()
         if getattr(connection, "pool", None) is not None:
             connection.close_pool()
-    server = DaphneProcess(host="127.0.0.1", get_application=_application, kwargs={"verbosity": 0})
+    server = UvloopDaphneProcess(host="127.0.0.1", get_application=_application, kwargs={"verbosity": 0})
     server.daemon = True
     server.start()
     try:
