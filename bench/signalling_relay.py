@@ -146,6 +146,7 @@ class Stats:
         self.errors: list[str] = []
         self.measuring = False
         self.in_call = 0
+        self.handshakes: list[float] = []  # seconds from connecting to the accepted handshake, per websocket
         # Pairs start relaying together once every visit is in the call: a pair that started at once would
         # compete with the later joins for the server (their handshakes time out after 5 s under that load).
         self.go = asyncio.Event()
@@ -197,15 +198,23 @@ async def _visit(
         stats.errors.append(f"joining: {error!r}")
 
 
+async def _connect(http: Any, url: str, cookie: str, origin: dict[str, str], stats: Stats) -> Any:
+    """The websocket, once its handshake is accepted (daphne drops one still waiting after 5 s); its time is kept."""
+    started = time.perf_counter()
+    ws = await http.ws_connect(url, headers={"Cookie": cookie, **origin}, max_msg_size=0)
+    stats.handshakes.append(time.perf_counter() - started)
+    return ws
+
+
 async def _pair(
     http: Any, url: str, visit: tuple[str, str, str], stats: Stats, stop: asyncio.Event, rate: float
 ) -> None:
     path, doctor_cookie, patient_cookie = visit
     origin = {"Origin": url.replace("ws://", "http://")}
     async with stats.joining:
-        doctor = await http.ws_connect(url + path, headers={"Cookie": doctor_cookie, **origin}, max_msg_size=0)
+        doctor = await _connect(http, url + path, doctor_cookie, origin, stats)
         doctor_id = (await _frames(doctor, "welcome"))["participant"]
-        patient = await http.ws_connect(url + path, headers={"Cookie": patient_cookie, **origin}, max_msg_size=0)
+        patient = await _connect(http, url + path, patient_cookie, origin, stats)
         patient_id = (await _frames(patient, "welcome"))["participant"]
         await _frames(doctor, "waiting")
         await doctor.send_str(json.dumps({"v": 1, "type": "admit", "participant": patient_id}))
@@ -279,6 +288,11 @@ async def _run(url: str, visits: list[tuple[str, str, str]], seconds: float, rat
         print(
             f"  {stats.in_call} visits in the call {time.perf_counter() - setup:.1f} s after the first connect "
             f"({joins or len(visits)} joining at a time; {len(stats.errors)} failed to join)"
+        )
+        handshakes = [value * 1000 for value in stats.handshakes]
+        print(
+            f"  handshakes accepted: {len(handshakes)}, p50 {_percentile(handshakes, 0.5):.0f} ms, "
+            f"p95 {_percentile(handshakes, 0.95):.0f} ms, max {max(handshakes, default=float('nan')):.0f} ms"
         )
         stats.go.set()
         await asyncio.sleep(2)  # warm up
