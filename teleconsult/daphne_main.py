@@ -81,6 +81,21 @@ def daphne_loop() -> asyncio.AbstractEventLoop:
     return loop
 
 
+def daphne_process(**kwargs: Any) -> Any:
+    """daphne.testing's DaphneProcess (a daphne forked from a test or a benchmark, sharing its settings) on uvloop with
+    autobahn's debug values deferred, as this launcher runs daphne. The arguments are DaphneProcess's."""
+    from daphne.testing import DaphneProcess
+
+    class UvloopDaphneProcess(DaphneProcess):
+        def run(self) -> None:
+            # In the child: DaphneProcess makes a new loop (and reactor) before serving, from this policy.
+            asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+            defer_autobahn_debug_values()
+            super().run()
+
+    return UvloopDaphneProcess(**kwargs)
+
+
 def main() -> None:
     install_loop_policy()
     loop = daphne_loop()

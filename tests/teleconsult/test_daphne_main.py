@@ -71,6 +71,25 @@ def test_stock_daphne_serves_on_asyncio_loop():
         assert _probe(port) == {"loop": "asyncio.unix_events._UnixSelectorEventLoop", "autobahn_hltype": "function"}
 
 
+def _probe_application():
+    from tests.teleconsult.loop_probe import application
+
+    return application
+
+
+def test_a_forked_daphne_process_serves_on_uvloop_too():
+    # daphne.testing's forked server, which the network-test and pre-call tests and two benchmarks use.
+    server = daphne_main.daphne_process(host="127.0.0.1", get_application=_probe_application, kwargs={"verbosity": 0})
+    server.daemon = True
+    server.start()
+    try:
+        assert server.ready.wait(30)
+        assert _probe(server.port.value) == {"loop": "uvloop.Loop", "autobahn_hltype": "_Deferred"}
+    finally:
+        server.terminate()
+        server.join(10)
+
+
 def test_policy_set_after_daphne_made_its_loop_is_refused():
     result = subprocess.run(
         [sys.executable, "-c", "import daphne.server; from teleconsult import daphne_main; daphne_main.main()"],

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import secrets
 import urllib.error
@@ -10,7 +9,6 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-import uvloop
 from django.conf import settings
 from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
 from django.contrib.sessions.backends.db import SessionStore
@@ -34,15 +32,6 @@ def daphne_on_test_database(**overrides: object) -> Iterator[str]:
     aiortc peers live in the server process, on daphne's event loop, which Django's live_server (threads,
     WSGI) would not give them.
     """
-    from daphne.testing import DaphneProcess
-
-    class UvloopDaphneProcess(DaphneProcess):
-        def run(self) -> None:
-            # In the child: daphne's testing process makes a new loop (and reactor) before serving, from this policy.
-            asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-            daphne_main.defer_autobahn_debug_values()
-            super().run()
-
     previous = {name: getattr(settings, name) for name in overrides}
     for name, value in overrides.items():
         setattr(settings, name, value)
@@ -52,7 +41,7 @@ def daphne_on_test_database(**overrides: object) -> Iterator[str]:
         connection.close()
         if getattr(connection, "pool", None) is not None:
             connection.close_pool()
-    server = UvloopDaphneProcess(host="127.0.0.1", get_application=_application, kwargs={"verbosity": 0})
+    server = daphne_main.daphne_process(host="127.0.0.1", get_application=_application, kwargs={"verbosity": 0})
     server.daemon = True
     server.start()
     try:
