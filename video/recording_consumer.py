@@ -15,6 +15,18 @@ from video.services import ActionError
 logger = logging.getLogger(__name__)
 
 
+def _recording_on_connect(
+    *, visit_id: int, participant_id: int, connected: bool
+) -> tuple[list[Any], dict[str, Any] | None]:
+    """The check of a joiner's consent and, when nothing stopped and they are in the call, the running recording to
+    show them: one database call of the connection rather than two (each a hop to the process's one sync thread,
+    which many visits joining at once queue on)."""
+    pushes = recordings.recording_check_joiner(visit_id=visit_id, participant_id=participant_id)
+    if pushes or not connected:
+        return pushes, None
+    return pushes, recordings.live_recording_event(visit_id=visit_id)
+
+
 class RecordingMixin:
     """Mixed into VisitConsumer; uses its `joined`, `user`, `channel_layer`, `_push` and `_send_event`."""
 
@@ -32,12 +44,12 @@ class RecordingMixin:
     async def _recording_on_connect(self) -> None:
         """A participant connected: a recording they did not consent to stops; one they did is shown to them."""
         joined = self.joined
-        pushes = await database_sync_to_async(recordings.recording_check_joiner)(
-            visit_id=joined.visit_id, participant_id=joined.participant_id
+        pushes, event = await database_sync_to_async(_recording_on_connect)(
+            visit_id=joined.visit_id, participant_id=joined.participant_id, connected=joined.state == "connected"
         )
         await self._push(pushes)
-        if joined.state == "connected" and not pushes:
-            await self._recording_shown()
+        if event is not None:
+            await self._send_event(event)
 
     async def _recording_shown(self) -> None:
         """Entering the call (connected, or admitted from the waiting room) while a recording runs: say so."""

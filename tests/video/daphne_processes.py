@@ -1,5 +1,6 @@
-"""daphne processes for tests, started as production starts them (`python -m daphne`) on this test's database,
-keys and Redis, each in its own process group; stopped (and the test's connections closed) on leaving."""
+"""daphne processes for tests, started as production starts them (`python -m teleconsult.daphne_main`, on uvloop)
+on this test's database, keys and Redis, each in its own process group; stopped (and the test's connections
+closed) on leaving."""
 
 from __future__ import annotations
 
@@ -71,7 +72,16 @@ def daphne_processes(
     stderr = log.open("ab") if log is not None else None
     processes = [
         subprocess.Popen(
-            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "teleconsult.asgi:application"],
+            [
+                sys.executable,
+                "-m",
+                "teleconsult.daphne_main",
+                "-b",
+                "127.0.0.1",
+                "-p",
+                str(port),
+                "teleconsult.asgi:application",
+            ],
             cwd=settings.BASE_DIR,
             env=env,
             stdout=subprocess.DEVNULL,
