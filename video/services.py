@@ -612,8 +612,8 @@ def visits_announce_departures(*, now: dt.datetime | None = None) -> list[Push]:
     now = now or timezone.now()
     overdue = Presence.objects.filter(away_since__lte=now - reconnect_grace() - dt.timedelta(seconds=5))
     pushes: list[Push] = []
-    for visit_id, participant_id, connection in overdue.values_list("visit_id", "participant_id", "connection"):
-        pushes += visit_departure_announce(visit_id=visit_id, participant_id=participant_id, connection=connection)
+    for visit_id, participant_id, number in overdue.values_list("visit_id", "participant_id", "connection"):
+        pushes += visit_departure_announce(visit_id=visit_id, participant_id=participant_id, connection=number)
     return pushes
 
 
