@@ -4,8 +4,8 @@ connection to anyone before the practitioner admits them; the camera turned off 
 (the practitioner decodes sound but no picture, and is told the camera is off), and the call starts on the
 tracks opened while waiting (no second request for the devices). A browser refusing the devices is said
 clearly and the patient is still admitted (hearing and seeing the practitioner). The pre-call check's advice
-of audio only opens the microphone alone; the camera can still be turned on; a declined patient's devices are
-released."""
+of audio only opens the microphone alone; the camera can still be turned on; a waiting room hidden for long
+lets the devices go and takes them again when shown; a declined patient's devices are released."""
 
 from __future__ import annotations
 
@@ -40,6 +40,23 @@ REFUSED = """
 navigator.mediaDevices.getUserMedia = () =>
   Promise.reject(new DOMException("Permission denied", "NotAllowedError"));
 """
+
+# The page's visibility as the test sets it (a phone's other app, its screen off), and its one-minute wait before
+# letting the devices go taken as a fifth of a second.
+HIDEABLE = """
+(() => {
+  window.pageHidden = false;
+  Object.defineProperty(document, "hidden", { get: () => window.pageHidden });
+  Object.defineProperty(document, "visibilityState", { get: () => (window.pageHidden ? "hidden" : "visible") });
+  const wait = window.setTimeout;
+  window.setTimeout = (callback, ms, ...rest) => wait(callback, ms === 60000 ? 200 : ms, ...rest);
+})();
+"""
+
+SET_HIDDEN = """(hidden) => {
+  window.pageHidden = hidden;
+  document.dispatchEvent(new Event("visibilitychange"));
+}"""
 
 PREVIEW_FRAMES = """() => {
   const video = document.querySelector("[data-preview-video]");
@@ -173,7 +190,7 @@ def test_audio_only_advice_then_the_camera_on_request_and_declined_frees_devices
     advice = json.dumps({"recommendation": "audio", "rtt_ms": 700, "loss": 0.08, "bitrate_kbps": 90})
     stored = f"""sessionStorage.setItem("teleconsult.precall.recommendation",
         JSON.stringify(Object.assign({advice}, {{ at: Date.now() }})));"""
-    patient = _phone(browser, daphne, signed_in_cookie(personas.patient), stored)
+    patient = _phone(browser, daphne, signed_in_cookie(personas.patient), stored, HIDEABLE)
     practitioner = _page(browser, daphne, signed_in_cookie(personas.practitioner))
     try:
         patient.goto(f"/visit/{public_id}/waiting/")
@@ -186,6 +203,14 @@ def test_audio_only_advice_then_the_camera_on_request_and_declined_frees_devices
         patient.get_by_role("button", name="Apagar cámara").wait_for()
         _until(patient, PREVIEW_FRAMES, lambda frames: frames > 0, "no picture after turning the camera on")
         assert patient.evaluate(STATS)["local"] == {"audio": True, "video": True}
+
+        # Hidden for long (another app on the phone): the devices are let go; back, they open again, the camera
+        # too (the person's choice holds).
+        patient.evaluate(SET_HIDDEN, True)
+        _until(patient, STATS, lambda stats: stats["local"] == {"audio": False, "video": False}, "still held")
+        patient.evaluate(SET_HIDDEN, False)
+        _until(patient, STATS, lambda stats: stats["local"] == {"audio": True, "video": True}, "not reopened")
+        _until(patient, PREVIEW_FRAMES, lambda frames: frames > 0, "no picture after coming back")
 
         # Declined: the camera and microphone are released.
         practitioner.goto(f"/visit/{public_id}/room/")
