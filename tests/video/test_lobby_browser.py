@@ -166,9 +166,22 @@ def test_refused_devices_are_explained_and_the_patient_is_still_admitted(browser
         patient.goto(f"/visit/{public_id}/waiting/")
         patient.get_by_text("El navegador no tiene permiso para usar su cámara ni su micrófono.").wait_for()
         assert patient.get_by_role("button", name="Intentar de nuevo").is_visible()
+        # Nothing shown that has no device behind it: no picture, no meter, no mute or camera button.
+        for hidden in (
+            "[data-preview-tile]",
+            "[data-preview-meter]",
+            "[data-preview] [data-action]:not([data-preview-retry])",
+        ):
+            assert all(not element.is_visible() for element in patient.locator(hidden).all()), hidden
         assert patient.get_by_text("Esperando a que el profesional lo admita.").is_visible()
         assert patient.evaluate(STATS)["mediaError"] == "NotAllowedError"
         assert_accessible(patient, context="waiting room without devices")
+        # Dark and the largest letters, still within a phone's width and accessible.
+        patient.select_option("#theme-select", "dark")
+        patient.select_option("#font-select", "xlarge")
+        assert patient.locator("html").get_attribute("data-font") == "xlarge"
+        assert patient.evaluate("() => document.documentElement.scrollWidth <= window.innerWidth")
+        assert_accessible(patient, context="waiting room without devices, dark, largest letters")
 
         practitioner.goto(f"/visit/{public_id}/room/")
         practitioner.get_by_role("button", name="Admitir", exact=True).click()

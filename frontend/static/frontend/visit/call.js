@@ -328,6 +328,12 @@
     var camera = !!videoTrack() && !state.cameraOff;
     box.toggleAttribute("data-camera-off", !camera);
     show("[data-preview-retry]", !!state.mediaError);
+    // Only what there is: no picture without a camera opened (unless the person turned it off), no meter or
+    // mute without a microphone, no camera button where the camera failed ("Intentar de nuevo" instead).
+    show("[data-preview-tile]", !!videoTrack());
+    show("[data-preview-meter]", !!audioTrack());
+    show('[data-preview] [data-action="mute"]', !!audioTrack());
+    show('[data-preview] [data-action="camera"]', !!videoTrack() || !state.mediaError);
     var denied = state.mediaErrorName === "NotAllowedError" || state.mediaErrorName === "SecurityError";
     if (state.mediaError === "no_media") {
       previewSay(denied ? "preview_denied" : "preview_no_devices", true);
