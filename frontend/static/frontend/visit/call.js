@@ -58,6 +58,7 @@
     serial: 0,  // connections made so far (each keeps its number: the test hook tells a kept one from a new one)
     policy: new QualityPolicy(),
     dropped: new Map(),  // participant id → DTLS fingerprint of the last connection to them we closed
+    remoteMedia: new Map(),  // participant id → their last media_state (see remoteMediaState)
     media: null,  // the pending or settled opening of the camera and microphone (see startMedia)
     preview: { meter: null, hiddenTimer: null, released: false }  // the waiting room's self-view (see preview())
   };
@@ -753,6 +754,7 @@
       }
     }, 3000);
     ensureTile(peer);
+    remoteMediaApply(peer);
     return peer;
   }
 
@@ -851,6 +853,15 @@
     return tile;
   }
 
+  function remoteMediaApply(peer) {
+    var message = state.remoteMedia.get(peer.id);
+    if (!message) { return; }
+    peer.remoteAudioOnly = message.modality === "audio";
+    peer.remoteNoVideo = !message.video;
+    peer.remoteMuted = !message.audio;
+    tileState(peer);
+  }
+
   function tileState(peer) {
     if (!peer.tile) { return; }
     var media = peer.tile.querySelector("[data-peer-media]");
@@ -864,14 +875,13 @@
     else { media.textContent = peer.remoteMuted ? t("peer_muted") : ""; }
   }
 
+  // What another participant last said of their media. Kept by participant: it can arrive before the connection
+  // to them exists (it is not queued behind the negotiation, and a page that had its devices open while waiting
+  // says it the moment it is admitted), and the connection made then starts from it.
   function remoteMediaState(message) {
+    state.remoteMedia.set(message.from, message);
     var peer = state.peers.get(message.from);
-    if (peer) {
-      peer.remoteAudioOnly = message.modality === "audio";
-      peer.remoteNoVideo = !message.video;
-      peer.remoteMuted = !message.audio;
-      tileState(peer);
-    }
+    if (peer) { remoteMediaApply(peer); }
     // A practitioner's choice of audio only (or back to video) holds for the whole visit; their page stepping
     // down on its own poor link does not: each page judges its own link.
     var role = state.roles.get(message.from);
