@@ -15,10 +15,11 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 import urllib.request
 from dataclasses import dataclass
+
+from teleconsult import daphne_main
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -198,16 +199,7 @@ class Daphne:
 
     def start(self, timeout: float = 60) -> None:
         self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "teleconsult.daphne_main",
-                "-b",
-                "127.0.0.1",
-                "-p",
-                str(self.port),
-                "teleconsult.asgi:application",
-            ],
+            daphne_main.command("-b", "127.0.0.1", "-p", str(self.port), "teleconsult.asgi:application"),
             cwd=self.cwd,
             env=self.env,
             stdout=subprocess.DEVNULL,

@@ -96,6 +96,12 @@ def daphne_process(**kwargs: Any) -> Any:
     return UvloopDaphneProcess(**kwargs)
 
 
+def command(*daphne_arguments: str) -> list[str]:
+    """The command that starts daphne as the platform does (this module, on this interpreter), with daphne's own
+    arguments: for the processes the tests and benchmarks start."""
+    return [sys.executable, "-m", "teleconsult.daphne_main", *daphne_arguments]
+
+
 def main() -> None:
     install_loop_policy()
     loop = daphne_loop()

@@ -10,7 +10,6 @@ import re
 import signal
 import socket
 import subprocess
-import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -22,6 +21,7 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 from records.medications import allergy_record
 from records.models import ClinicalNote, NoteStatus, PrescriptionAlertAcknowledgement
 from records.notes import note_content, note_create
+from teleconsult import daphne_main
 from tests.browser_checks import assert_accessible
 from tests.factories import DEMO_PASSWORD, current_totp_token
 from tests.records.encounter_support import registered_patient, started_encounter, verified
@@ -127,16 +127,7 @@ def _start_daphne(port: int) -> subprocess.Popen[bytes]:
     url = f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
     env = {**os.environ, "DATABASE_URL": url, "ACCESS_LOG_LEVEL": "WARNING"}
     process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "teleconsult.daphne_main",
-            "-b",
-            "127.0.0.1",
-            "-p",
-            str(port),
-            "teleconsult.asgi:application",
-        ],
+        daphne_main.command("-b", "127.0.0.1", "-p", str(port), "teleconsult.asgi:application"),
         cwd=settings.BASE_DIR,
         env=env,
         stdout=subprocess.DEVNULL,

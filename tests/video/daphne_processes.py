@@ -10,7 +10,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import Iterator, Mapping
@@ -18,6 +17,8 @@ from pathlib import Path
 
 from django.conf import settings
 from django.db import connection, connections
+
+from teleconsult import daphne_main
 
 
 def free_port() -> int:
@@ -72,16 +73,7 @@ def daphne_processes(
     stderr = log.open("ab") if log is not None else None
     processes = [
         subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "teleconsult.daphne_main",
-                "-b",
-                "127.0.0.1",
-                "-p",
-                str(port),
-                "teleconsult.asgi:application",
-            ],
+            daphne_main.command("-b", "127.0.0.1", "-p", str(port), "teleconsult.asgi:application"),
             cwd=settings.BASE_DIR,
             env=env,
             stdout=subprocess.DEVNULL,
