@@ -415,7 +415,9 @@ def test_the_host_leaving_stops_and_finalises_it(personas, daphnes):
             await asyncio.gather(*(p.connect_recorder(started["recording"]) for p in (doctor, patient)))
             for someone in (doctor, patient):
                 await someone.recorder.until_sent("video", 100)
-            # The practitioner's page goes away (closed tab): the recorder, in that process, finalises anyway.
+            # The practitioner's page goes away (closed tab) and does not come back within the reconnect grace:
+            # then, with the departure (announced by the process that saw the drop, the recorder's), the recording
+            # stops; the recorder, in that process, finalises anyway.
             await doctor.ws.close()
             stopped = await patient.next("recording_stopped")
             assert stopped == {
@@ -424,6 +426,8 @@ def test_the_host_leaving_stops_and_finalises_it(personas, daphnes):
                 "recording": ids["recording"],
                 "reason": "host_left",
             }
+            kinds = [frame["type"] for frame in patient.frames]
+            assert kinds.index("peer_left") < kinds.index("recording_stopped"), kinds
             for someone in (doctor, patient):
                 await someone.recorder.close()
             await patient.ws.close()
@@ -523,3 +527,71 @@ def test_a_page_reloaded_mid_recording_goes_on_in_the_same_file(personas, daphne
     assert max(rgb_at(last, 20, 180)) < 40 and max(rgb_at(last, 620, 180)) < 40
     width, height = block_extent(last, _white)
     assert height > 55 and abs(width - height) <= 6, (width, height)
+
+
+def test_a_host_back_on_the_other_process_within_the_grace_goes_on_recording(personas, daphnes):
+    """The practitioner who started the recording (its recorder in their process) loses their websocket and comes
+    back within the reconnect grace on the other process: the recording is not stopped, the new connection is told
+    it runs, the page connects to the recorder again through that process, and the practitioner's pictures from
+    before and after are in their own stream of the same file."""
+    visit = make_visit(personas)
+    decide_recording(personas, visit.patient)
+    cookies = {"practitioner": signed_in_cookie(personas.practitioner), "patient": signed_in_cookie(personas.patient)}
+    connections.close_all()
+    ids: dict[str, Any] = {}
+
+    async def scenario() -> None:
+        async with aiohttp.ClientSession() as http:
+            doctor, patient = await _in_call(http, daphnes, visit.path, cookies)
+            ids["doctor"], ids["patient"] = doctor.id, patient.id
+            await doctor.send("recording_start", kind="video")
+            started = await patient.next("recording_started")
+            await doctor.next("recording_started")
+            ids["recording"] = started["recording"]
+            await asyncio.gather(
+                doctor.connect_recorder(
+                    started["recording"], RecorderClient(video=ColourTrack(320, 240, GREEN, WHITE))
+                ),
+                patient.connect_recorder(started["recording"]),
+            )
+            await doctor.recorder.until_sent("video", 60)
+
+            # The drop (no leave), and the practitioner back on the other process within the grace.
+            await doctor.ws.close()
+            back = await _join(http, daphnes[1], visit.path, cookies["practitioner"])
+            assert back.id == doctor.id
+            again = await back.next("recording_started")
+            assert again == started
+            resumed = await patient.next("peer_joined")
+            assert resumed["participant"] == doctor.id and resumed.get("resumed") is True
+            # The page's recorder connection again (a reloaded page's, with another camera this time): its offer
+            # goes through this process to the recorder in the first one.
+            await doctor.recorder.close()
+            await back.connect_recorder(again["recording"], RecorderClient(video=ColourTrack(320, 240, MAGENTA, WHITE)))
+            await back.recorder.until_sent("video", 60)
+            await back.recorder.until_sent("audio", 150)
+
+            await back.send("recording_stop")
+            stopped = await patient.next("recording_stopped")
+            assert stopped["reason"] == "host"
+            # Nothing else stopped it meanwhile, and the patient never heard the host leave.
+            assert [f for f in patient.frames if f["type"] in ("recording_stopped", "peer_left")] == [stopped]
+            for client in (back.recorder, patient.recorder):
+                await client.close()
+            await back.send("end")
+            await back.close_code()
+
+    run_in_own_loop(lambda: asyncio.wait_for(scenario(), 180))
+    recording = _stored(ids["recording"])
+    assert recording.status == RecordingStatus.STORED and recording.stop_reason == "host", recording.stop_reason
+    assert sorted(recording.participants) == sorted([ids["doctor"], ids["patient"]])
+    assert not _trail(AuditAction.RECORDING_STOPPED, recording=ids["recording"], reason="host_left")
+    streams = frames_by_stream(plaintext(recording))
+    pictures = streams[f"participant {ids['doctor']} video"]
+    middle = [(frame.time, rgb_at(frame, 320, 60)) for frame in pictures]
+    before = [at for at, rgb in middle if _green(rgb)]
+    after = [at for at, rgb in middle if _magenta(rgb)]
+    assert len(before) > 10 and len(after) > 10, (len(before), len(after), len(pictures))
+    assert max(before) < min(after)
+    sound = streams[f"participant {ids['doctor']} audio"]
+    assert sum(1 for frame in sound if frame.time > min(after)) > 50
