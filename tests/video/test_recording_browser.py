@@ -77,6 +77,22 @@ def test_the_practitioner_records_and_the_patient_sees_it(browser, personas, dap
         frames = _wait_for_media(practitioner)["framesDecoded"]
         _wait_for_media(practitioner, frames_above=frames + 72)
 
+        # The practitioner's websocket drops and comes back (within the server's reconnect grace): the recording
+        # goes on — both indicators stay on through and past the grace, the practitioner's page keeps its
+        # recorder connection, which goes on sending.
+        recording_id = practitioner.evaluate(STATS)["recording"]["id"]
+        sent = practitioner.evaluate(STATS)["recording"]["sent"]["audio"]
+        practitioner.evaluate("() => window.teleconsultCall.dropSocket()")
+        dropped_at = time.monotonic()
+        while time.monotonic() - dropped_at < 7 or practitioner.evaluate(STATS)["welcomes"] < 2:
+            assert time.monotonic() - dropped_at < 25, "the practitioner's websocket did not come back"
+            for page in (patient, practitioner):
+                shown = page.evaluate(STATS)["recording"]
+                assert shown["id"] == recording_id and shown["indicator"] == "Grabando (video y audio)", shown
+            time.sleep(0.3)
+        stats = _until(practitioner, lambda s: s["recording"]["sent"]["audio"] > sent + 150, "sound goes on")
+        assert stats["recording"]["id"] == recording_id and stats["recording"]["connection"] == "connected"
+
         practitioner.get_by_role("button", name="Detener la grabación").click()
         patient.locator("[data-call-notice]").get_by_text("La grabación se detuvo.").wait_for()
         _until(patient, lambda s: s["recording"]["indicator"] == "", "indicator gone")
