@@ -374,13 +374,14 @@ def recordings_stop_for_ended_visit(visit: VisitSession) -> list[Push]:
 
 
 def live_recording_event(*, visit_id: int, participant_id: int | None = None) -> dict[str, Any] | None:
-    """For a participant connecting while a recording runs: the `recording_started` event they missed (or, for
-    staff a request still waits for, back from a drop, the `recording_requested` that asks them)."""
+    """For a participant connecting while a recording runs: the `recording_started` event they missed (or, back
+    from a drop while a request waits, to its requester and to staff it still waits for, `recording_requested`)."""
     recording = Recording.objects.filter(visit_id=visit_id, status__in=LIVE_RECORDING_STATES).first()
     if recording is None:
         return None
     if recording.status == RecordingStatus.REQUESTED:
-        if participant_id not in recording.awaiting or participant_id in recording.agreed:
+        asked = participant_id in recording.awaiting and participant_id not in recording.agreed
+        if not asked and participant_id != recording.requested_by_id:
             return None
         return {
             "type": "recording_requested",

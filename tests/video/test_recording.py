@@ -377,6 +377,11 @@ async def test_staff_asked_who_drop_and_come_back_are_asked_again(visit, cookies
     assert (await interpreter.connect())[0]
     assert (await receive_until(interpreter, "recording_requested")) == asked
     assert asked["awaiting"] == [interpreter_id]
+    # The host who asked drops too and comes back: the request is still theirs, and their page is told of it.
+    await doctor.disconnect()
+    doctor = socket(visit.path, cookies["practitioner"])
+    assert (await doctor.connect())[0]
+    assert (await receive_until(doctor, "recording_requested")) == asked
     await interpreter.send_to(text_data=frame("recording_agree", recording=asked["recording"]))
     started = await receive_until(patient, "recording_started")
     assert started["recording"] == asked["recording"] and interpreter_id in started["participants"]
