@@ -319,8 +319,12 @@ def _go_if_complete(visit: VisitSession, recording: Recording) -> list[Push]:
     """Every awaited participant agreed: tell the requester's consumer (on whichever process) to start."""
     if not set(recording.agreed) >= set(recording.awaiting):
         return []
-    requester = visit.presences.filter(participant_id=recording.requested_by_id, state=PresenceState.CONNECTED).first()
-    if requester is None:
+    requester = visit.presences.filter(participant_id=recording.requested_by_id).first()
+    if requester is not None and requester.state != PresenceState.CONNECTED and requester.away_since is not None:
+        # Dropped, within the reconnect grace: it starts when they come back (recording_request_resume), or is
+        # withdrawn with their departure (host_left) if they do not.
+        return []
+    if requester is None or requester.state != PresenceState.CONNECTED:
         return _stop(visit, recording, reason="host_left", user=None)
     return [
         Push(
@@ -328,6 +332,22 @@ def _go_if_complete(visit: VisitSession, recording: Recording) -> list[Push]:
             channel=requester.channel_name,
         )
     ]
+
+
+def recording_request_resume(*, visit_id: int, participant_id: int) -> list[Push]:
+    """The host whose request is pending is back from a drop: if everybody agreed meanwhile, it starts now."""
+    if not Recording.objects.filter(
+        visit_id=visit_id, status=RecordingStatus.REQUESTED, requested_by_id=participant_id
+    ).exists():
+        return []
+    with transaction.atomic():
+        visit = _lock(visit_id)
+        recording = _live(visit)
+        if recording is None or recording.status != RecordingStatus.REQUESTED:
+            return []
+        if recording.requested_by_id != participant_id:
+            return []
+        return _go_if_complete(visit, recording)
 
 
 def recording_check_joiner(*, visit_id: int, participant_id: int) -> list[Push]:

@@ -39,6 +39,12 @@ class RecordingMixin:
         await self._push(pushes)
         if joined.state == "connected" and not pushes:
             await self._recording_shown()
+            # A host back from a drop whose request everybody agreed to meanwhile: it starts now, here.
+            await self._push(
+                await database_sync_to_async(recordings.recording_request_resume)(
+                    visit_id=joined.visit_id, participant_id=joined.participant_id
+                )
+            )
 
     async def _recording_shown(self) -> None:
         """Entering the call (connected, or admitted from the waiting room) while a recording runs: say so."""

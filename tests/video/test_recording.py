@@ -382,7 +382,13 @@ async def test_staff_asked_who_drop_and_come_back_are_asked_again(visit, cookies
     doctor = socket(visit.path, cookies["practitioner"])
     assert (await doctor.connect())[0]
     assert (await receive_until(doctor, "recording_requested")) == asked
+    # Away again, the interpreter agrees meanwhile: it starts when the host is back (it waits for them).
+    await doctor.disconnect()
     await interpreter.send_to(text_data=frame("recording_agree", recording=asked["recording"]))
+    await receive_until(interpreter, "recording_agreed")
+    assert (await Recording.objects.aget(public_id=asked["recording"])).status == RecordingStatus.REQUESTED
+    doctor = socket(visit.path, cookies["practitioner"])
+    assert (await doctor.connect())[0]
     started = await receive_until(patient, "recording_started")
     assert started["recording"] == asked["recording"] and interpreter_id in started["participants"]
     await doctor.send_to(text_data=frame("recording_stop"))
