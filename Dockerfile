@@ -61,5 +61,6 @@ VOLUME ["/var/lib/teleconsult"]
 # daphne on all interfaces of the container, port 8000, behind the TLS proxy (--proxy-headers takes the
 # client address and scheme from Caddy's X-Forwarded-* headers). Verbosity 0 turns daphne's own access
 # log off (it prints raw paths with query strings); the application logs each request safely instead.
-CMD ["daphne", "--bind", "0.0.0.0", "--port", "8000", "--proxy-headers", "--verbosity", "0", \
-     "--application-close-timeout", "20", "teleconsult.asgi:application"]
+# teleconsult.daphne_main runs daphne's command line on uvloop (docs/decisions.md).
+CMD ["python", "-m", "teleconsult.daphne_main", "--bind", "0.0.0.0", "--port", "8000", "--proxy-headers", \
+     "--verbosity", "0", "--application-close-timeout", "20", "teleconsult.asgi:application"]

@@ -5,7 +5,10 @@ from __future__ import annotations
 import time
 
 from django.conf import settings
-from django.contrib.auth import SESSION_KEY, login
+from django.contrib.auth import SESSION_KEY, get_user, login
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.models import AnonymousUser
+from django.contrib.sessions.backends.base import SessionBase
 from django.http import HttpRequest
 from django.utils.crypto import constant_time_compare
 from django_otp import login as otp_login
@@ -24,6 +27,18 @@ LAST_ACTIVITY_KEY = "accounts_last_activity"
 BACKUP_CODES_KEY = "accounts_backup_codes_once"
 BACKUP_NEXT_KEY = "accounts_backup_codes_next"
 _BACKEND = "django.contrib.auth.backends.ModelBackend"
+
+
+def session_user(session: SessionBase | None) -> AbstractBaseUser | AnonymousUser:
+    """Who a session is signed in as, decided as Django decides it for a request (the session's user and backend,
+    the session hash bound to the password; a session that fails the check is flushed). For the websocket
+    consumers, which call it inside their first database call rather than through channels' AuthMiddleware: that
+    middleware looks the user up in a thread hop of its own before the consumer may accept the handshake."""
+    if session is None:
+        return AnonymousUser()
+    request = HttpRequest()
+    request.session = session
+    return get_user(request)
 
 
 def begin_pending(request: HttpRequest, user: User, next_url: str | None) -> None:

@@ -198,7 +198,16 @@ class Daphne:
 
     def start(self, timeout: float = 60) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), "teleconsult.asgi:application"],
+            [
+                sys.executable,
+                "-m",
+                "teleconsult.daphne_main",
+                "-b",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "teleconsult.asgi:application",
+            ],
             cwd=self.cwd,
             env=self.env,
             stdout=subprocess.DEVNULL,

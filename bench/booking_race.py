@@ -281,9 +281,10 @@ def main() -> None:
     import django
 
     django.setup()
-    from daphne.testing import DaphneProcess
     from django.db import connections
     from django.test.utils import setup_databases, teardown_databases
+
+    from teleconsult.daphne_main import daphne_process
 
     old_config = setup_databases(verbosity=0, interactive=False, aliases={"default"})
     try:
@@ -301,7 +302,7 @@ def main() -> None:
             return get_asgi_application()
 
         servers = [
-            DaphneProcess(host="127.0.0.1", get_application=application, kwargs={"verbosity": 0})
+            daphne_process(host="127.0.0.1", get_application=application, kwargs={"verbosity": 0})
             for _ in range(args.processes)
         ]
         for server in servers:

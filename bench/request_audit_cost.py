@@ -122,13 +122,13 @@ def main() -> None:
     import django
 
     django.setup()
-    from daphne.testing import DaphneProcess
     from django.conf import settings
     from django.db import connections
     from django.test.utils import setup_databases, teardown_databases
     from django.urls import clear_url_caches
 
     from audit.models import AuditEvent
+    from teleconsult.daphne_main import daphne_process
 
     # A throwaway database: the audit trail is append-only (the database refuses deletes), so a
     # benchmark must never write into a real one.
@@ -142,7 +142,7 @@ def main() -> None:
 
         return get_asgi_application()
 
-    server = DaphneProcess(host="127.0.0.1", get_application=application, kwargs={"verbosity": 0})
+    server = daphne_process(host="127.0.0.1", get_application=application, kwargs={"verbosity": 0})
     server.daemon = True
     server.start()
     try:

@@ -1,4 +1,7 @@
-"""A scratch PostgreSQL database for a benchmark: created on the server named by DATABASE_URL, dropped after."""
+"""A scratch PostgreSQL database for a benchmark: created on the server named by DATABASE_URL, dropped after.
+
+Its name carries the benchmark's process id, so two runs of one benchmark on the same server (two people, or a
+run beside the tests) never drop each other's database."""
 
 from __future__ import annotations
 
@@ -11,7 +14,8 @@ import psycopg
 
 
 @contextlib.contextmanager
-def scratch_database(name: str) -> Iterator[str]:
+def scratch_database(prefix: str) -> Iterator[str]:
+    name = f"{prefix}_{os.getpid()}"
     base = os.environ.get("DATABASE_URL")
     if not base:
         raise SystemExit("Set DATABASE_URL to a PostgreSQL server the benchmark may create a database on.")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import contextlib
 import datetime as dt
 import json
 import os
@@ -140,17 +141,19 @@ def _build(visits: int) -> list[tuple[str, str, str]]:
 
 
 class Stats:
-    def __init__(self) -> None:
+    def __init__(self, joins: int) -> None:
         self.latencies: list[float] = []
         self.errors: list[str] = []
         self.measuring = False
         self.in_call = 0
+        self.handshakes: list[float] = []  # seconds from connecting to the accepted handshake, per websocket
         # Pairs start relaying together once every visit is in the call: a pair that started at once would
         # compete with the later joins for the server (their handshakes time out after 5 s under that load).
         self.go = asyncio.Event()
         # A few visits join at a time, as patients arrive: joins are database work, and on a loaded machine
         # a crowd of them at once outlasts daphne's 5 s handshake timeout (connections reset).
-        self.joining = asyncio.Semaphore(8)
+        # --joins 0: every visit at once (a join storm).
+        self.joining: Any = asyncio.Semaphore(joins) if joins else contextlib.nullcontext()
 
 
 async def _frames(ws: Any, kind: str) -> dict[str, Any]:
@@ -195,15 +198,23 @@ async def _visit(
         stats.errors.append(f"joining: {error!r}")
 
 
+async def _connect(http: Any, url: str, cookie: str, origin: dict[str, str], stats: Stats) -> Any:
+    """The websocket, once its handshake is accepted (daphne drops one still waiting after 5 s); its time is kept."""
+    started = time.perf_counter()
+    ws = await http.ws_connect(url, headers={"Cookie": cookie, **origin}, max_msg_size=0)
+    stats.handshakes.append(time.perf_counter() - started)
+    return ws
+
+
 async def _pair(
     http: Any, url: str, visit: tuple[str, str, str], stats: Stats, stop: asyncio.Event, rate: float
 ) -> None:
     path, doctor_cookie, patient_cookie = visit
     origin = {"Origin": url.replace("ws://", "http://")}
     async with stats.joining:
-        doctor = await http.ws_connect(url + path, headers={"Cookie": doctor_cookie, **origin}, max_msg_size=0)
+        doctor = await _connect(http, url + path, doctor_cookie, origin, stats)
         doctor_id = (await _frames(doctor, "welcome"))["participant"]
-        patient = await http.ws_connect(url + path, headers={"Cookie": patient_cookie, **origin}, max_msg_size=0)
+        patient = await _connect(http, url + path, patient_cookie, origin, stats)
         patient_id = (await _frames(patient, "welcome"))["participant"]
         await _frames(doctor, "waiting")
         await doctor.send_str(json.dumps({"v": 1, "type": "admit", "participant": patient_id}))
@@ -257,13 +268,13 @@ def _cpu(process: Any) -> float:
     return float(times.user + times.system)
 
 
-async def _run(url: str, visits: list[tuple[str, str, str]], seconds: float, rate: float, pid: int) -> None:
+async def _run(url: str, visits: list[tuple[str, str, str]], seconds: float, rate: float, joins: int, pid: int) -> None:
     import aiohttp
     import psutil
 
     process = psutil.Process(pid)
     before = process.memory_info().rss
-    stats = Stats()
+    stats = Stats(joins)
     stop = asyncio.Event()
     connector = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(connector=connector) as http:
@@ -271,9 +282,18 @@ async def _run(url: str, visits: list[tuple[str, str, str]], seconds: float, rat
         for visit in visits:
             tasks.append(asyncio.create_task(_visit(http, url, visit, stats, stop, rate)))
         setup = time.perf_counter()
-        while stats.in_call < len(visits) and time.perf_counter() - setup < 300 and not stats.errors:
+        # Every visit in the call or failed to join (a failure is an error of the run).
+        while stats.in_call + len(stats.errors) < len(visits) and time.perf_counter() - setup < 300:
             await asyncio.sleep(0.2)
-        print(f"  {stats.in_call} visits in the call {time.perf_counter() - setup:.1f} s after the first connect")
+        print(
+            f"  {stats.in_call} visits in the call {time.perf_counter() - setup:.1f} s after the first connect "
+            f"({joins or len(visits)} joining at a time; {len(stats.errors)} failed to join)"
+        )
+        handshakes = [value * 1000 for value in stats.handshakes]
+        print(
+            f"  handshakes accepted: {len(handshakes)}, p50 {_percentile(handshakes, 0.5):.0f} ms, "
+            f"p95 {_percentile(handshakes, 0.95):.0f} ms, max {max(handshakes, default=float('nan')):.0f} ms"
+        )
         stats.go.set()
         await asyncio.sleep(2)  # warm up
         after = process.memory_info().rss
@@ -312,9 +332,14 @@ def main() -> None:
         "--rate", type=float, default=0, help="pace each connection to this many messages a second (0: back to back)"
     )
     parser.add_argument(
+        "--joins", type=int, default=8, help="visits joining at a time before the relay starts (0: all at once)"
+    )
+    parser.add_argument(
         "--profile", metavar="PATH", help="run daphne under cProfile (CPU time), statistics written to PATH"
     )
-    parser.add_argument("--uvloop", action="store_true", help="daphne on uvloop (installed by hand; not a dependency)")
+    parser.add_argument(
+        "--asyncio", action="store_true", help="daphne on asyncio's own loop instead of uvloop's (not production's)"
+    )
     args = parser.parse_args()
     redis_url = os.environ.get("REDIS_URL")
     if not redis_url:
@@ -343,10 +368,10 @@ def main() -> None:
             "TELECONSULT_INDEX_KEY": base64.b64encode(settings.TELECONSULT_INDEX_KEY).decode(),
             "ACCESS_LOG_LEVEL": "WARNING",
         }
-        daphne = ["-m", "daphne"]
-        if args.profile or args.uvloop:
+        daphne = ["-m", "teleconsult.daphne_main"]
+        if args.profile or args.asyncio:
             daphne = ["-m", "bench._daphne", *(["--profile", args.profile] if args.profile else [])]
-            daphne += ["--uvloop"] if args.uvloop else []
+            daphne += ["--asyncio"] if args.asyncio else []
         server = subprocess.Popen(  # one daphne, as production runs it
             [
                 sys.executable,
@@ -372,7 +397,7 @@ def main() -> None:
                     raise SystemExit("daphne did not start")
                 time.sleep(0.2)
             print(f"daphne on 127.0.0.1:{port}, Redis layer at {redis_url.rsplit('@', 1)[-1]}; {os.cpu_count()} CPUs")
-            asyncio.run(_run(f"ws://127.0.0.1:{port}", visits, args.seconds, args.rate, server.pid))
+            asyncio.run(_run(f"ws://127.0.0.1:{port}", visits, args.seconds, args.rate, args.joins, server.pid))
         finally:
             # SIGINT: daphne stops its reactor and returns, so cProfile writes its statistics.
             server.send_signal(signal.SIGINT)

@@ -16,11 +16,12 @@ except ConfigError as error:
     print(f"Configuration error: {error}", file=sys.stderr)
     sys.exit(2)
 
+from importlib import import_module
 from typing import Any
 
-from channels.auth import AuthMiddlewareStack
 from channels.routing import ProtocolTypeRouter, URLRouter
 from channels.security.websocket import OriginValidator
+from channels.sessions import CookieMiddleware
 from django.conf import settings
 
 from teleconsult.routing import websocket_urlpatterns
@@ -38,9 +39,32 @@ class AllowedHostsOriginValidator:
         return await OriginValidator(self.application, settings.ALLOWED_HOSTS)(scope, receive, send)
 
 
+class WebsocketSessionMiddleware:
+    """scope["session"]: the session the cookie names, loaded from the database when first read (in a consumer's
+    database call). What channels' SessionMiddleware gives a websocket, without its wrapper around every message the
+    consumer sends: that wrapper saves the session and sets its cookie only on `http.response.start`, which a
+    websocket never sends, yet reads the session through Django's LazyObject for every frame (about 5 µs of a
+    relayed signalling message, docs/benchmarks.md). Needs channels' CookieMiddleware above it."""
+
+    def __init__(self, application: Any) -> None:
+        self.application = application
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> Any:
+        # The settings in force for this connection, as channels' middleware reads them.
+        session_store = import_module(settings.SESSION_ENGINE).SessionStore
+        session = session_store(scope["cookies"].get(settings.SESSION_COOKIE_NAME))
+        return await self.application(dict(scope, session=session), receive, send)
+
+
+# Websockets get the session but no scope["user"]: the consumers look the user up from the session inside their own
+# first database call (accounts.signin_state.session_user). channels' AuthMiddleware would do it in a sync-thread hop
+# of its own before the consumer can accept, and with many visits joining at once those hops queue past daphne's 5 s
+# handshake timeout (docs/decisions.md).
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
-        "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+        "websocket": AllowedHostsOriginValidator(
+            CookieMiddleware(WebsocketSessionMiddleware(URLRouter(websocket_urlpatterns)))
+        ),
     }
 )

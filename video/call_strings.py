@@ -35,6 +35,28 @@ CALL_STRINGS = {
     "no_camera": _("No se pudo usar la cámara: la consulta sigue solo con audio."),
     "no_media": _("No se pudo usar la cámara ni el micrófono. Puede escribir en el chat."),
     "no_other_camera": _("No se encontró otra cámara."),
+    "no_camera_on": _("No se pudo encender la cámara."),
+    # The waiting room's self-view
+    "preview_starting": _("Abriendo su cámara y micrófono…"),
+    "preview_ready": _("Así lo verán y escucharán. Nadie lo ve ni lo escucha hasta que el profesional lo admita."),
+    "preview_camera_off": _("Cámara apagada: entrará a la teleconsulta sin video."),
+    "preview_audio_advised": _(
+        "Su conexión funciona mejor solo con audio: entrará con el micrófono. Puede encender la cámara si lo desea."
+    ),
+    "preview_denied": _(
+        "El navegador no tiene permiso para usar su cámara ni su micrófono. Puede seguir esperando y entrar a la "
+        "teleconsulta; para que lo vean y escuchen, permita el acceso en la configuración del navegador y pulse "
+        "«Intentar de nuevo»."
+    ),
+    "preview_camera_denied": _(
+        "El navegador no tiene permiso para usar su cámara: entrará solo con audio. Puede permitirlo en la "
+        "configuración del navegador y pulsar «Intentar de nuevo»."
+    ),
+    "preview_no_camera": _("No se pudo usar la cámara: entrará solo con audio."),
+    "preview_no_devices": _(
+        "No se encontró cámara ni micrófono. Puede seguir esperando y, en la teleconsulta, escribir en el chat."
+    ),
+    "preview_caption": _("Usted (vista previa)"),
     "no_screen": _("Este navegador no permite compartir la pantalla."),
     "peer_connecting": _("(conectando…)"),
     "peer_reconnecting": _("(reconectando…)"),

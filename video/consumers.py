@@ -24,6 +24,7 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 from django.core.exceptions import ValidationError
 
+from accounts.signin_state import session_user
 from scheduling.models import AppointmentParticipant, ParticipantRole
 from video import services
 from video.protocol import (
@@ -52,8 +53,13 @@ def _ice_servers(participant: AppointmentParticipant) -> list[dict[str, object]]
 
 
 def _admit_and_join(
-    public_id: str, user: Any, session: Any, channel_name: str
+    public_id: str, session: Any, channel_name: str
 ) -> tuple[services.Joined, AppointmentParticipant, Any, list[dict[str, object]]]:
+    # The session's user is looked up here, in the connection's one database call before its welcome, rather than
+    # by channels' AuthMiddleware in a thread hop of its own before the handshake is accepted: when many visits
+    # join at once those hops queue on the process's single sync thread, and a handshake still waiting after 5 s
+    # is dropped by daphne (docs/decisions.md).
+    user = session_user(session)
     participant = None
     try:
         participant, signed_in = services.visit_participant_for(public_id=public_id, user=user, session=session)
@@ -82,7 +88,7 @@ class VisitConsumer(RecordingMixin, AsyncWebsocketConsumer):
         await self.accept()
         try:
             joined, participant, user, ice = await database_sync_to_async(_admit_and_join)(
-                public_id, self.scope.get("user"), self.scope.get("session"), self.channel_name
+                public_id, self.scope.get("session"), self.channel_name
             )
         except Refused as refusal:
             await self._close(refusal.code)

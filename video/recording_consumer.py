@@ -16,6 +16,20 @@ from video.services import ActionError
 logger = logging.getLogger(__name__)
 
 
+def _recording_on_connect(
+    *, visit_id: int, participant_id: int, connected: bool
+) -> tuple[list[Any], dict[str, Any] | None]:
+    """The check of a joiner's consent and, when nothing stopped and they are in the call, the running recording to
+    show them: one database call of the connection rather than two (each a hop to the process's one sync thread,
+    which many visits joining at once queue on)."""
+    pushes = recordings.recording_check_joiner(visit_id=visit_id, participant_id=participant_id)
+    if pushes or not connected:
+        return pushes, None
+    # A host back from a drop whose request everybody agreed to meanwhile: it starts now, here.
+    pushes = recordings.recording_request_resume(visit_id=visit_id, participant_id=participant_id)
+    return pushes, recordings.live_recording_event(visit_id=visit_id, participant_id=participant_id)
+
+
 class RecordingMixin:
     """Mixed into VisitConsumer; uses its `joined`, `user`, `channel_layer`, `_push` and `_send_event`."""
 
@@ -33,26 +47,22 @@ class RecordingMixin:
     async def _recording_on_connect(self) -> None:
         """A participant connected: a recording they did not consent to stops; one they did is shown to them."""
         joined = self.joined
-        pushes = await database_sync_to_async(recordings.recording_check_joiner)(
-            visit_id=joined.visit_id, participant_id=joined.participant_id
+        pushes, event = await database_sync_to_async(_recording_on_connect)(
+            visit_id=joined.visit_id, participant_id=joined.participant_id, connected=joined.state == "connected"
         )
         await self._push(pushes)
-        if joined.state == "connected" and not pushes:
-            await self._recording_shown()
-            # A host back from a drop whose request everybody agreed to meanwhile: it starts now, here.
-            await self._push(
-                await database_sync_to_async(recordings.recording_request_resume)(
-                    visit_id=joined.visit_id, participant_id=joined.participant_id
-                )
-            )
+        if event is not None:
+            await self._recording_show(event)
 
     async def _recording_shown(self) -> None:
-        """Entering the call (connected, or admitted from the waiting room) while a recording runs: say so."""
+        """Entering the call (admitted from the waiting room) while a recording runs: say so."""
         event = await database_sync_to_async(recordings.live_recording_event)(
             visit_id=self.joined.visit_id, participant_id=self.joined.participant_id
         )
-        if event is None:
-            return
+        if event is not None:
+            await self._recording_show(event)
+
+    async def _recording_show(self, event: dict[str, Any]) -> None:
         await self._send_event(event)
         joined = self.joined
         if event["type"] == "recording_started" and joined.participant_id not in event["participants"]:

@@ -10,17 +10,20 @@ from __future__ import annotations
 
 from typing import Any
 
+from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
 from accounts.models import Role, User
+from accounts.signin_state import session_user
 from video import services
 from video.protocol import CLOSE_REASONS, CloseCode, encode
 from video.rooms import waiting_for
 
 
-def _signed_in_host(user: Any, session: Any) -> int | None:
-    signed_in = services.signed_in_user(user, session)
+def _signed_in_host(session: Any) -> int | None:
+    # The session's user is looked up in this same database call (not by a middleware before the handshake).
+    signed_in = services.signed_in_user(session_user(session), session)
     if signed_in is None or signed_in.role != Role.PRACTITIONER:
         return None
     return int(signed_in.pk)
@@ -40,7 +43,7 @@ class WaitingListConsumer(AsyncWebsocketConsumer):
     async def connect(self) -> None:
         self.group = None
         await self.accept()
-        user_id = await database_sync_to_async(_signed_in_host)(self.scope.get("user"), self.scope.get("session"))
+        user_id = await database_sync_to_async(_signed_in_host)(self.scope.get("session"))
         if user_id is None:
             code = CloseCode.UNAUTHENTICATED
             await self.close(code=int(code), reason=CLOSE_REASONS[code])
@@ -49,6 +52,16 @@ class WaitingListConsumer(AsyncWebsocketConsumer):
         self.group = services.practitioner_group(user_id)
         await self.channel_layer.group_add(self.group, self.channel_name)
         await self._send_list()
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        # As VisitConsumer.dispatch: channels' own runs close_old_connections in the sync thread before every message,
+        # websocket.connect included, so the handshake would wait for a turn of that one thread (which a crowd of
+        # joins queues on). This consumer reaches the database only through database_sync_to_async, which closes
+        # old connections itself.
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
 
     async def disconnect(self, code: int) -> None:
         if self.group is not None:

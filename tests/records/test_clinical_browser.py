@@ -127,7 +127,16 @@ def _start_daphne(port: int) -> subprocess.Popen[bytes]:
     url = f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
     env = {**os.environ, "DATABASE_URL": url, "ACCESS_LOG_LEVEL": "WARNING"}
     process = subprocess.Popen(
-        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "teleconsult.asgi:application"],
+        [
+            sys.executable,
+            "-m",
+            "teleconsult.daphne_main",
+            "-b",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "teleconsult.asgi:application",
+        ],
         cwd=settings.BASE_DIR,
         env=env,
         stdout=subprocess.DEVNULL,

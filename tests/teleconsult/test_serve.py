@@ -104,7 +104,7 @@ def test_serve_on_the_embedded_database_starts_supervises_and_stops_cleanly(tmp_
         assert _get(f"https://127.0.0.1:{tls_port}/healthz") == 200
         assert _get(f"http://127.0.0.1:{port}/readyz") == 200
         children = psutil.Process(process.pid).children(recursive=True)
-        assert any("daphne" in " ".join(child.cmdline()) for child in children)
+        assert any("teleconsult.daphne_main" in " ".join(child.cmdline()) for child in children)
         pgdata = tmp_path / "pgdata"
         assert (pgdata / "postmaster.pid").exists()
 

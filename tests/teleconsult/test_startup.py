@@ -79,7 +79,7 @@ def test_production_without_secret_key_is_refused(tmp_path):
 
 def test_bad_setting_stops_daphne_the_same_way(tmp_path):
     result = _run(
-        ["-m", "daphne", "-p", "0", "teleconsult.asgi:application"],
+        ["-m", "teleconsult.daphne_main", "-p", "0", "teleconsult.asgi:application"],
         {"TELECONSULT_VAR_DIR": str(tmp_path), "LOGIN_LOCKOUT_SECONDS": "abc"},
     )
     assert result.returncode == 2

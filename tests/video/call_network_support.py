@@ -48,8 +48,9 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 @dataclass
 class Daphne:
-    """`python -m daphne` (as production runs it) on the test database and Redis; kill() and start() again keep
-    the port, so the pages' websockets reconnect to the new process as they would after a server restart.
+    """`python -m teleconsult.daphne_main` (daphne on uvloop, as production runs it) on the test database and Redis;
+    kill() and start() again keep the port, so the pages' websockets reconnect to the new process as they would
+    after a server restart.
     It listens on 127.0.0.1 and on `also` (the veth pair's address, for a page inside a namespace)."""
 
     redis_url: str
@@ -79,7 +80,7 @@ class Daphne:
         if self.also:
             listen += ["-e", f"tcp:port={self.port}:interface={self.also}"]
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "daphne", *listen, "teleconsult.asgi:application"],
+            [sys.executable, "-m", "teleconsult.daphne_main", *listen, "teleconsult.asgi:application"],
             cwd=settings.BASE_DIR,
             env=self._env(),
             stdout=subprocess.DEVNULL,

@@ -1,5 +1,6 @@
-"""daphne processes for tests, started as production starts them (`python -m daphne`) on this test's database,
-keys and Redis, each in its own process group; stopped (and the test's connections closed) on leaving."""
+"""daphne processes for tests, started as production starts them (`python -m teleconsult.daphne_main`, on uvloop)
+on this test's database, keys and Redis, each in its own process group; stopped (and the test's connections
+closed) on leaving."""
 
 from __future__ import annotations
 
@@ -71,7 +72,16 @@ def daphne_processes(
     stderr = log.open("ab") if log is not None else None
     processes = [
         subprocess.Popen(
-            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "teleconsult.asgi:application"],
+            [
+                sys.executable,
+                "-m",
+                "teleconsult.daphne_main",
+                "-b",
+                "127.0.0.1",
+                "-p",
+                str(port),
+                "teleconsult.asgi:application",
+            ],
             cwd=settings.BASE_DIR,
             env=env,
             stdout=subprocess.DEVNULL,
@@ -88,7 +98,13 @@ def daphne_processes(
         for process in processes:
             if process.poll() is None:
                 os.killpg(process.pid, signal.SIGTERM)
-            process.wait(20)
+            try:
+                process.wait(20)
+            except subprocess.TimeoutExpired:
+                # A process that does not finish stopping is ended as an orchestrator would after its grace
+                # period; what the test checked is already decided.
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait(10)
         if stderr is not None:
             stderr.close()
         connections.close_all()

@@ -14,6 +14,8 @@ from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_K
 from django.contrib.sessions.backends.db import SessionStore
 from django.db import connections
 
+from teleconsult import daphne_main
+
 OFFER_PATH = "/visit/network-test/offer"
 
 
@@ -24,13 +26,12 @@ def _application() -> object:
 
 
 def daphne_on_test_database(**overrides: object) -> Iterator[str]:
-    """A real daphne process (forked, so it inherits the test database's settings) serving the project.
+    """A real daphne process (forked, so it inherits the test database's settings) serving the project, on the
+    event loop production runs (uvloop, teleconsult.daphne_main).
 
     aiortc peers live in the server process, on daphne's event loop, which Django's live_server (threads,
     WSGI) would not give them.
     """
-    from daphne.testing import DaphneProcess
-
     previous = {name: getattr(settings, name) for name in overrides}
     for name, value in overrides.items():
         setattr(settings, name, value)
@@ -40,7 +41,7 @@ def daphne_on_test_database(**overrides: object) -> Iterator[str]:
         connection.close()
         if getattr(connection, "pool", None) is not None:
             connection.close_pool()
-    server = DaphneProcess(host="127.0.0.1", get_application=_application, kwargs={"verbosity": 0})
+    server = daphne_main.daphne_process(host="127.0.0.1", get_application=_application, kwargs={"verbosity": 0})
     server.daemon = True
     server.start()
     try:

@@ -112,6 +112,23 @@ def test_waiting_page_in_english(personas, login_as):
     assert catalog(response.text)["waiting"] == "Waiting for the practitioner to admit you."
 
 
+def test_waiting_room_has_the_self_view_in_both_languages(personas, login_as):
+    visit = make_visit(personas)
+    client = login_as(personas.patient)
+    html = client.get(f"/visit/{visit.appointment.public_id}/waiting/").text
+    assert "data-preview-video" in html and 'for="call-preview-level"' in html
+    assert "Nivel de su micrófono" in html
+    spanish = {key: text for key, text in catalog(html).items() if key.startswith("preview_")}
+    assert spanish["preview_denied"].startswith("El navegador no tiene permiso")
+    client.cookies["django_language"] = "en"
+    english_html = client.get(f"/visit/{visit.appointment.public_id}/waiting/", HTTP_ACCEPT_LANGUAGE="en").text
+    english = {key: text for key, text in catalog(english_html).items() if key.startswith("preview_")}
+    # Every word of the self-view has its English (none left in Spanish), the markup's too.
+    assert english.keys() == spanish.keys() and len(spanish) >= 8
+    assert all(english[key] != spanish[key] for key in spanish), english
+    assert "Your microphone level" in english_html and "Nivel de su micrófono" not in english_html
+
+
 def test_waiting_page_denied_to_the_outsider(personas, login_as):
     visit = make_visit(personas)
     response = login_as(personas.outsider).get(f"/visit/{visit.appointment.public_id}/waiting/")

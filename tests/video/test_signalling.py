@@ -117,6 +117,17 @@ async def test_staff_without_the_second_factor_are_refused_4401(visit, personas)
     assert await closed_with(socket(visit.path, cookie)) == CloseCode.UNAUTHENTICATED
 
 
+async def test_a_session_from_before_a_password_change_is_refused_4401(visit, cookies, personas):
+    # The session hash check the consumer makes itself now (accounts.signin_state.session_user), as for requests.
+    def change_password():
+        personas.patient.set_password("a new passphrase for the test")
+        personas.patient.save(update_fields=["password"])
+
+    await database_sync_to_async(change_password)()
+    assert await closed_with(socket(visit.path, cookies["patient"])) == CloseCode.UNAUTHENTICATED
+    assert await database_sync_to_async(_refusals)("unauthenticated") == 1
+
+
 async def test_a_cancelled_visit_is_unknown_4404(visit, cookies):
     def cancel():
         visit.appointment.status = AppointmentStatus.CANCELLED

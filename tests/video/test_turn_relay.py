@@ -1,97 +1,33 @@
 """Two aiortc peers restricted to relay candidates (iceTransportPolicy "relay") connect through Debian's coturn on
-loopback, configured with use-auth-secret as in production, using the credentials video.turn mints (VID-6)."""
+loopback, run from deploy/turnserver.conf (use-auth-secret), using the credentials video.turn mints (VID-6)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-import os
-import shutil
-import socket
-import struct
-import subprocess
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection
 from aiortc.mediastreams import VideoStreamTrack
 from aiortc.rtcconfiguration import RTCIceTransportPolicy
 
-from tests.conftest import require_service
 from tests.video.aiortc_support import Caller
+from tests.video.coturn_support import make_certificates, start_coturn
 from video.network_test import network_test_answer
 from video.turn import ice_servers_for_token
 
 SECRET = "loopback-turn-secret-0123456789"
 
 
-def _free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def _answers_stun(port: int) -> bool:
-    """A STUN Binding request (RFC 8489: type 0x0001, no attributes, the magic cookie) gets its answer back."""
-    transaction = os.urandom(12)
-    request = struct.pack("!HHI", 0x0001, 0, 0x2112A442) + transaction
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        probe.settimeout(0.5)
-        try:
-            probe.sendto(request, ("127.0.0.1", port))
-            answer, _ = probe.recvfrom(2048)
-        except OSError:  # refused (nothing listening yet) or no answer in time
-            return False
-    return len(answer) >= 20 and answer[8:20] == transaction
-
-
 @pytest.fixture(scope="module")
 def coturn(tmp_path_factory) -> Iterator[tuple[int, int]]:
-    turnserver = shutil.which("turnserver") or "/usr/sbin/turnserver"
-    if not Path(turnserver).exists():
-        require_service("coturn's turnserver is not installed")
-    port = _free_udp_port()
-    log = tmp_path_factory.mktemp("coturn") / "turn.log"
-    base = 40_000 + (port % 20) * 1000  # a relay port range of its own, away from other test runs
-    with log.open("w") as output:
-        process = subprocess.Popen(
-            [
-                turnserver,
-                "-n",  # no configuration file: everything the test needs is on this line
-                "--use-auth-secret",
-                f"--static-auth-secret={SECRET}",
-                "--realm=turn.test",
-                "--listening-ip=127.0.0.1",
-                "--relay-ip=127.0.0.1",
-                f"--listening-port={port}",
-                f"--min-port={base}",
-                f"--max-port={base + 999}",
-                # The peers are on loopback too; production denies loopback and private peers (turnserver.conf).
-                "--allow-loopback-peers",
-                "--no-tls",
-                "--no-dtls",
-                "--no-cli",
-                "--fingerprint",
-                f"--pidfile={log.parent / 'turn.pid'}",
-                f"--userdb={log.parent / 'turndb'}",
-                "--log-file=stdout",
-                "--simple-log",
-            ],
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
+    """coturn from deploy/turnserver.conf (tests/video/coturn_support.py); its plain port and relay range."""
+    directory = tmp_path_factory.mktemp("coturn")
+    process, server = start_coturn(directory, secret=SECRET, certificates=make_certificates(directory), udp=True)
     try:
-        # Ready when its last start-up step is logged (the user database opens after the relay and auth threads)
-        # and its UDP listener answers a STUN Binding request: aioice gives a TURN allocation only 5 s, so a
-        # peer must not start gathering against a server still starting up.
-        deadline = time.monotonic() + 20
-        while "SQLite DB connection success" not in log.read_text() or not _answers_stun(port):
-            if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"coturn did not start:\n{log.read_text()}")
-            time.sleep(0.1)
-        yield port, base
+        yield server.port, server.relay_base
     finally:
         process.terminate()
         process.wait(timeout=10)

@@ -141,7 +141,8 @@ class Command(BaseCommand):
             [
                 sys.executable,
                 "-m",
-                "daphne",
+                # daphne on uvloop, as production starts it (teleconsult/daphne_main.py).
+                "teleconsult.daphne_main",
                 # Verbosity 0 turns daphne's own access log off: it prints raw paths with query strings.
                 # Our AccessLogMiddleware writes one line per request with the route pattern instead.
                 "--verbosity",

@@ -54,9 +54,13 @@
     local: null, facing: "user", screen: null, muted: false, cameraOff: false,
     modality: "video", modalityAuto: false, forced: false, auto: false, probing: false, quality: null,
     ws: null, queue: Promise.resolve(), attempts: 0, welcomes: 0, finished: false, waiting: new Map(), mediaError: null,
+    audioAdvice: recommendedAudioOnly(), mediaErrorName: null,
     serial: 0,  // connections made so far (each keeps its number: the test hook tells a kept one from a new one)
     policy: new QualityPolicy(),
-    dropped: new Map()  // participant id → DTLS fingerprint of the last connection to them we closed
+    dropped: new Map(),  // participant id → DTLS fingerprint of the last connection to them we closed
+    remoteMedia: new Map(),  // participant id → their last media_state (see remoteMediaState)
+    media: null,  // the pending or settled opening of the camera and microphone (see startMedia)
+    preview: { meter: null, hiddenTimer: null, released: false }  // the waiting room's self-view (see preview())
   };
 
   function status(text) { var el = $("[data-call-status]"); if (el) { el.textContent = text; } }
@@ -137,6 +141,7 @@
       state.phase = "waiting";
       status(t("waiting"));
       show("[data-call-waiting]", true);
+      preview();
       return;
     }
     // A reconnect: the connections that survived need new ICE paths (the network may have changed).
@@ -167,7 +172,7 @@
     state.finished = true;
     state.peers.forEach(function (peer) { peer.pc.close(); });
     state.peers.clear();
-    if (state.local) { state.local.getTracks().forEach(function (track) { track.stop(); }); }
+    releaseMedia();
     if (state.screen) { state.screen.getTracks().forEach(function (track) { track.stop(); }); }
     recordingClose();
     show("[data-call-waiting]", false);
@@ -214,27 +219,196 @@
 
   // --- local media ---
 
-  function startMedia() {
-    if (state.local) { return Promise.resolve(state.local); }
-    if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
-      state.mediaError = "no_media";
-      return Promise.resolve(null);
-    }
-    return navigator.mediaDevices.getUserMedia({ audio: MEDIA.audio, video: MEDIA.video(state.facing) })
-      .catch(function () {
-        state.mediaError = "no_camera";
-        return navigator.mediaDevices.getUserMedia({ audio: MEDIA.audio });
-      })
-      .catch(function () { state.mediaError = "no_media"; return null; })
-      .then(function (stream) {
-        state.local = stream;
-        var video = $("[data-local-video]");
-        if (video && stream) { video.srcObject = stream; }
-        if (state.mediaError) { notice(t(state.mediaError)); }
-        return stream;
-      });
+  // The precall check's advice (docs/precall-check.md): "audio" opens the microphone alone. Advice older than
+  // two hours (another day's network) or unreadable counts as none.
+  function recommendedAudioOnly() {
+    try {
+      var kept = JSON.parse(window.sessionStorage.getItem("teleconsult.precall.recommendation") || "null");
+      return !!kept && kept.recommendation === "audio" && Date.now() - kept.at < 2 * 3600 * 1000;
+    } catch (e) { return false; }
   }
 
+  // Opens the camera and microphone once: in the waiting room (the patient sees and hears themselves there, and
+  // the call starts with tracks already open) or on entering the call. Everyone asking meanwhile shares the one
+  // opening. Without the camera (none, refused, or audio only advised) the microphone alone; without both,
+  // nothing (the chat remains). The reason is kept by the error's name for the waiting room's words.
+  function startMedia() {
+    if (state.media) { return state.media.then(attachLocal); }
+    if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
+      state.mediaError = "no_media";
+      state.mediaErrorName = "unsupported";
+      return Promise.resolve(null);
+    }
+    state.mediaError = null;
+    state.mediaErrorName = null;
+    var audioOnly = state.audioAdvice;
+    var first = audioOnly ? navigator.mediaDevices.getUserMedia({ audio: MEDIA.audio })
+      : navigator.mediaDevices.getUserMedia({ audio: MEDIA.audio, video: MEDIA.video(state.facing) })
+        .catch(function (error) {
+          state.mediaError = "no_camera";
+          state.mediaErrorName = error && error.name;
+          return navigator.mediaDevices.getUserMedia({ audio: MEDIA.audio });
+        });
+    var opening = first
+      .catch(function (error) {
+        state.mediaError = "no_media";
+        state.mediaErrorName = error && error.name;
+        return null;
+      })
+      .then(function (stream) {
+        if (state.media !== opening || state.phase === "finished") {
+          // Released (the page left the waiting room) while the browser was still asking: not kept.
+          if (stream) { stream.getTracks().forEach(function (track) { track.stop(); }); }
+          return null;
+        }
+        state.local = stream;
+        if (audioOnly && stream) { state.cameraOff = true; }
+        var track = audioTrack();
+        if (track) { track.enabled = !state.muted; }
+        track = videoTrack();
+        if (track) { track.enabled = !state.cameraOff; }
+        if (state.mediaError) { notice(t(state.mediaError)); }
+        updateButtons();
+        return stream;
+      });
+    state.media = opening;
+    return opening.then(attachLocal);
+  }
+
+  function attachLocal(stream) {
+    var video = $("[data-local-video]");
+    if (video && stream && video.srcObject !== stream) { video.srcObject = stream; }
+    if (video) { video.toggleAttribute("data-mirrored", state.facing === "user"); }
+    return stream;
+  }
+
+  // Stops the tracks (the camera's light goes out) and the level meter.
+  function releaseMedia() {
+    if (state.local) { state.local.getTracks().forEach(function (track) { track.stop(); }); }
+    state.local = null;
+    state.media = null;
+    previewMeterStop();
+    var box = $("[data-preview-video]");
+    if (box) { box.srcObject = null; }
+  }
+
+  // --- the waiting room's self-view (patients) ---
+  // The camera and microphone open while the patient waits: a mirrored picture, a level meter, and mute /
+  // camera off, which stay as chosen when the call starts. Nothing leaves the page before "admitted": the
+  // tracks only feed the preview (no connection to anyone exists until then).
+
+  function preview() {
+    if (!$("[data-preview]") || state.phase !== "waiting") { return; }
+    state.preview.released = false;
+    show("[data-preview]", true);
+    previewSay("preview_starting", false);
+    startMedia().then(function (stream) {
+      if (state.phase !== "waiting" || state.preview.released) { return; }
+      var video = $("[data-preview-video]");
+      if (video) {
+        video.srcObject = stream && stream.getVideoTracks().length ? stream : null;
+        var played = video.srcObject ? video.play() : null;
+        if (played && played.catch) { played.catch(function () {}); }
+      }
+      previewMeterStart(stream);
+      previewShow();
+    });
+  }
+
+  function previewSay(key, error) {
+    var el = $("[data-preview-status]");
+    if (!el) { return; }
+    el.textContent = key ? t(key) : "";
+    el.classList.toggle("message-error", !!error);
+  }
+
+  // What the waiting room says of the devices: ready, the camera off, audio only advised, or why not.
+  function previewShow() {
+    var box = $("[data-preview]");
+    if (!box) { return; }
+    var camera = !!videoTrack() && !state.cameraOff;
+    box.toggleAttribute("data-camera-off", !camera);
+    show("[data-preview-retry]", !!state.mediaError);
+    // Only what there is: no picture without a camera opened (unless the person turned it off), no meter or
+    // mute without a microphone, no camera button where the camera failed ("Intentar de nuevo" instead).
+    show("[data-preview-tile]", !!videoTrack());
+    show("[data-preview-meter]", !!audioTrack());
+    show('[data-preview] [data-action="mute"]', !!audioTrack());
+    show('[data-preview] [data-action="camera"]', !!videoTrack() || !state.mediaError);
+    var denied = state.mediaErrorName === "NotAllowedError" || state.mediaErrorName === "SecurityError";
+    if (state.mediaError === "no_media") {
+      previewSay(denied ? "preview_denied" : "preview_no_devices", true);
+    } else if (state.mediaError === "no_camera") {
+      previewSay(denied ? "preview_camera_denied" : "preview_no_camera", true);
+    } else if (!videoTrack()) {
+      previewSay("preview_audio_advised", false);
+    } else {
+      previewSay(camera ? "preview_ready" : "preview_camera_off", false);
+    }
+    var caption = $("[data-preview-caption]");
+    if (caption) { caption.textContent = t(camera ? "preview_caption" : "peer_no_video"); }
+  }
+
+  // The microphone's level, ten times a second, from an AnalyserNode (RMS of the waveform, scaled for speech).
+  function previewMeterStart(stream) {
+    previewMeterStop();
+    var meter = $("[data-preview-level]");
+    var Context = window.AudioContext || window.webkitAudioContext;
+    if (!meter || !stream || !stream.getAudioTracks().length || !Context) { return; }
+    var context;
+    try { context = new Context(); } catch (e) { return; }
+    var analyser = context.createAnalyser();
+    analyser.fftSize = 1024;
+    context.createMediaStreamSource(stream).connect(analyser);
+    var samples = new Float32Array(analyser.fftSize);
+    // Some browsers hold an audio context until a tap: the first one anywhere on the page starts it.
+    function wake() { if (context.state === "suspended") { context.resume().catch(function () {}); } }
+    wake();
+    document.addEventListener("pointerdown", wake);
+    document.addEventListener("keydown", wake);
+    var timer = window.setInterval(function () {
+      analyser.getFloatTimeDomainData(samples);
+      var sum = 0;
+      for (var i = 0; i < samples.length; i += 1) { sum += samples[i] * samples[i]; }
+      var level = Math.sqrt(sum / samples.length);
+      var track = audioTrack();
+      meter.value = track && track.enabled ? Math.min(1, level * 4) : 0;
+    }, 100);
+    state.preview.meter = { context: context, timer: timer, wake: wake };
+  }
+
+  function previewMeterStop() {
+    var meter = state.preview.meter;
+    if (!meter) { return; }
+    window.clearInterval(meter.timer);
+    document.removeEventListener("pointerdown", meter.wake);
+    document.removeEventListener("keydown", meter.wake);
+    meter.context.close().catch(function () {});
+    state.preview.meter = null;
+    var el = $("[data-preview-level]");
+    if (el) { el.value = 0; }
+  }
+
+  // Turning the camera on where none was opened (audio only advised, or refused before): asked for now, alone.
+  function openCamera() {
+    if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) { return Promise.reject(new Error("none")); }
+    return navigator.mediaDevices.getUserMedia({ video: MEDIA.video(state.facing) }).then(function (stream) {
+      var track = stream.getVideoTracks()[0];
+      state.audioAdvice = false;  // the person chose the camera: a reopening opens it too
+      if (!state.local) { state.local = new MediaStream(); state.media = Promise.resolve(state.local); }
+      state.local.addTrack(track);
+      state.mediaError = state.mediaError === "no_camera" ? null : state.mediaError;
+      // In the call, a connection without a picture sender gets one (perfect negotiation offers it).
+      state.peers.forEach(function (peer) {
+        if (peer.videoSender) { peer.videoSender.replaceTrack(outgoingVideo()).catch(function () {}); }
+        else { peer.videoSender = peer.pc.addTrack(track, state.local); }
+      });
+      attachLocal(state.local);
+      return track;
+    });
+  }
+
+  function liveTrack(track) { return !!track && track.readyState === "live"; }
   function videoTrack() { return state.local ? state.local.getVideoTracks()[0] || null : null; }
   function audioTrack() { return state.local ? state.local.getAudioTracks()[0] || null : null; }
 
@@ -267,7 +441,7 @@
   }
 
   function publishMediaState() {
-    send("media_state", { audio: !state.muted, video: state.modality === "video" && outgoingVideo() !== null,
+    send("media_state", { audio: !state.muted && audioTrack() !== null, video: state.modality === "video" && outgoingVideo() !== null,
       screen: !!state.screen,
       modality: state.modality, auto: state.modalityAuto });
   }
@@ -289,15 +463,29 @@
     var track = audioTrack();
     if (track) { track.enabled = !state.muted; }
     updateButtons();
-    publishMediaState();
+    previewShow();
+    if (state.phase === "call") { publishMediaState(); }
   }
 
   function toggleCamera() {
+    if (state.cameraOff && !videoTrack()) {
+      // No camera open yet: ask for it; it stays off if it cannot open.
+      openCamera().then(function () { toggleCamera(); }, function () {
+        notice(t("no_camera_on"));
+        previewSay("no_camera_on", true);
+      });
+      return;
+    }
     state.cameraOff = !state.cameraOff;
     var track = videoTrack();
     if (track) { track.enabled = !state.cameraOff; }
+    var box = $("[data-preview-video]");
+    if (box && state.phase === "waiting" && state.local && box.srcObject !== state.local) {
+      box.srcObject = state.local;
+    }
     applyVideo();
-    publishMediaState();
+    previewShow();
+    if (state.phase === "call") { publishMediaState(); }
   }
 
   // Sensors some phones and laptops list as cameras though they give no picture for a call: depth and
@@ -405,10 +593,11 @@
 
   function updateButtons() {
     function press(action, pressed, labelKey) {
-      var button = root.querySelector('[data-action="' + action + '"]');
-      if (!button) { return; }
-      button.setAttribute("aria-pressed", pressed ? "true" : "false");
-      if (labelKey) { button.textContent = t(labelKey); }
+      // The waiting room's and the call's buttons alike (the patient's page has both).
+      root.querySelectorAll('[data-action="' + action + '"]').forEach(function (button) {
+        button.setAttribute("aria-pressed", pressed ? "true" : "false");
+        if (labelKey) { button.textContent = t(labelKey); }
+      });
     }
     press("mute", state.muted, state.muted ? "unmute" : "mute");
     press("camera", state.cameraOff, state.cameraOff ? "camera_on" : "camera_off");
@@ -427,6 +616,9 @@
     if (state.phase === "finished") { return Promise.resolve(); }
     state.phase = "call";
     show("[data-call-waiting]", false);
+    previewMeterStop();
+    var box = $("[data-preview-video]");
+    if (box) { box.srcObject = null; }
     show("[data-call-stage]", true);
     status(t("in_call"));
     // The patient's page was the waiting room until now: its heading and title say so no longer.
@@ -511,10 +703,15 @@
       }
       send("ice", fields);
     };
+    // Sound and picture play in elements of their own: a video element whose stream has a picture track that
+    // never brings a frame (the other side entered with the camera off, or in audio only) never starts, and its
+    // sound would stay silent with it.
     pc.ontrack = function (event) {
       var tile = ensureTile(peer);
-      var media = tile.querySelector("video");
-      media.srcObject = event.streams[0] || new MediaStream([event.track]);
+      var media = tile.querySelector(event.track.kind === "audio" ? "audio" : "video");
+      media.srcObject = new MediaStream([event.track]);
+      var played = media.play();
+      if (played && played.catch) { played.catch(function () {}); }
     };
     pc.onconnectionstatechange = function () {
       if (pc.connectionState === "failed") {
@@ -557,6 +754,7 @@
       }
     }, 3000);
     ensureTile(peer);
+    remoteMediaApply(peer);
     return peer;
   }
 
@@ -635,8 +833,11 @@
     tile.setAttribute("data-peer", String(peer.id));
     var video = document.createElement("video");
     video.autoplay = true;
+    video.muted = true;  // its sound plays in the audio element below
     video.playsInline = true;
     video.setAttribute("playsinline", "");
+    var sound = document.createElement("audio");
+    sound.autoplay = true;
     var caption = document.createElement("figcaption");
     var name = document.createElement("span");
     name.setAttribute("data-peer-name", "");
@@ -645,11 +846,20 @@
     var media = document.createElement("span");
     media.setAttribute("data-peer-media", "");
     caption.append(name, " ", media);
-    tile.append(video, caption);
+    tile.append(video, sound, caption);
     var list = $("[data-remotes]");
     if (list) { list.appendChild(tile); }
     peer.tile = tile;
     return tile;
+  }
+
+  function remoteMediaApply(peer) {
+    var message = state.remoteMedia.get(peer.id);
+    if (!message) { return; }
+    peer.remoteAudioOnly = message.modality === "audio";
+    peer.remoteNoVideo = !message.video;
+    peer.remoteMuted = !message.audio;
+    tileState(peer);
   }
 
   function tileState(peer) {
@@ -665,14 +875,13 @@
     else { media.textContent = peer.remoteMuted ? t("peer_muted") : ""; }
   }
 
+  // What another participant last said of their media. Kept by participant: it can arrive before the connection
+  // to them exists (it is not queued behind the negotiation, and a page that had its devices open while waiting
+  // says it the moment it is admitted), and the connection made then starts from it.
   function remoteMediaState(message) {
+    state.remoteMedia.set(message.from, message);
     var peer = state.peers.get(message.from);
-    if (peer) {
-      peer.remoteAudioOnly = message.modality === "audio";
-      peer.remoteNoVideo = !message.video;
-      peer.remoteMuted = !message.audio;
-      tileState(peer);
-    }
+    if (peer) { remoteMediaApply(peer); }
     // A practitioner's choice of audio only (or back to video) holds for the whole visit; their page stepping
     // down on its own poor link does not: each page judges its own link.
     var role = state.roles.get(message.from);
@@ -1056,6 +1265,7 @@
     } else if (action === "end") { state.finished = true; send("end"); }
     else if (recordingAction(action)) { return; }
     else if (action === "leave") { state.finished = true; send("leave"); finish("left"); }
+    else if (action === "preview-retry") { releaseMedia(); preview(); }
   });
 
   var chatForm = $("[data-chat-form]");
@@ -1071,6 +1281,32 @@
 
   window.setInterval(measure, 2000);
 
+  // Devices are not held by a page that is gone: leaving the waiting room (or its going into the back/forward
+  // cache) stops the tracks, and so does a waiting room hidden for a minute (a phone's other app, its screen
+  // off); it opens them again when shown. In the call the tracks stay: the others still hear the patient.
+  var HIDDEN_RELEASE_MS = 60000;
+  window.addEventListener("pagehide", function () {
+    if (state.phase === "call") { return; }
+    state.preview.released = true;
+    releaseMedia();
+  });
+  window.addEventListener("pageshow", function (event) {
+    if (event.persisted && state.phase === "waiting") { preview(); }
+  });
+  document.addEventListener("visibilitychange", function () {
+    window.clearTimeout(state.preview.hiddenTimer);
+    if (state.phase !== "waiting") { return; }
+    if (!document.hidden) {
+      if (state.preview.released) { preview(); }
+      return;
+    }
+    state.preview.hiddenTimer = window.setTimeout(function () {
+      if (!document.hidden || state.phase !== "waiting") { return; }
+      state.preview.released = true;
+      releaseMedia();
+    }, HIDDEN_RELEASE_MS);
+  });
+
   // A debug hook for tests and support: what each connection decodes, and the state of the call.
   window.teleconsultCall = {
     stats: function () {
@@ -1085,8 +1321,13 @@
         return recordingSent().then(function (sent) {
           var recorded = recordingStats();
           recorded.sent = sent;
+          var level = $("[data-preview-level]");
           return { phase: state.phase, role: state.role, me: state.me, modality: state.modality,
-            welcomes: state.welcomes, quality: state.quality, peers: list, recording: recorded };
+            welcomes: state.welcomes, quality: state.quality, peers: list, recording: recorded,
+            // The open devices and what is sent of them; the waiting room's meter; why a device did not open.
+            local: { audio: liveTrack(audioTrack()), video: liveTrack(videoTrack()) },
+            sending: { audio: !state.muted && liveTrack(audioTrack()), video: !!outgoingVideo() },
+            level: level ? Number(level.value) : null, mediaError: state.mediaErrorName || null };
         });
       });
     },
