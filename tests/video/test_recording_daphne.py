@@ -609,7 +609,7 @@ def _daphne_pid(port: int) -> int:
                 args = cmdline.read().split(b"\0")
         except OSError:
             continue
-        if b"daphne" in args and str(port).encode() in args:
+        if b"teleconsult.asgi:application" in args and str(port).encode() in args:
             return int(entry)
     raise AssertionError(f"no daphne process on port {port}")
 
