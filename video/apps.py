@@ -32,14 +32,26 @@ def _announce_departures(**_: object) -> None:
 
     layer = get_channel_layer()
     for push in visits_announce_departures():
-        async_to_sync(layer.group_send)(push.group, push.message)
+        if push.channel:  # a held host departure stops the recording: its recorder's channel
+            async_to_sync(layer.send)(push.channel, push.message)
+        else:
+            async_to_sync(layer.group_send)(push.group, push.message)
 
 
 def _fail_lost_recordings(**_: object) -> None:
     """Recordings whose recorder's process died before it stored them, and the plaintext it left on this host."""
-    from video.recorder import plaintext_sweep
-    from video.recording import recordings_fail_lost
+    from asgiref.sync import async_to_sync
+    from channels.layers import get_channel_layer
 
+    from video.recorder import plaintext_sweep
+    from video.recording import recordings_fail_lost, recordings_stop_lost
+
+    layer = get_channel_layer()
+    for push in recordings_stop_lost():
+        if push.channel:
+            async_to_sync(layer.send)(push.channel, push.message)
+        else:
+            async_to_sync(layer.group_send)(push.group, push.message)
     recordings_fail_lost()
     plaintext_sweep()
 

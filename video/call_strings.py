@@ -101,6 +101,10 @@ CALL_STRINGS = {
     "recording_stopped_host_left": _("La grabación se detuvo: el profesional que la inició salió."),
     "recording_stopped_visit_ended": _("La grabación se detuvo: la teleconsulta terminó."),
     "recording_stopped_recorder_failed": _("No se pudo iniciar la grabación por un problema del servidor."),
+    "recording_stopped_recorder_lost": _(
+        "La grabación se interrumpió por un problema del servidor y no se pudo guardar."
+    ),
+    "recording_incomplete": _("{role} se unió después de iniciada la grabación y no está en ella."),
     "error_no_recording_consent": _("El paciente no dio su consentimiento para este tipo de grabación."),
     "error_recording_active": _("Ya hay una grabación en curso o pendiente."),
     "error_no_recording": _("Esa grabación ya no está en curso."),

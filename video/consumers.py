@@ -211,7 +211,6 @@ class VisitConsumer(RecordingMixin, AsyncWebsocketConsumer):
         if joined is None:
             return
         self.joined = None
-        await self._recording_participant_left(joined)
         left = await database_sync_to_async(services.visit_leave)(
             visit_id=joined.visit_id,
             participant_id=joined.participant_id,
@@ -220,6 +219,10 @@ class VisitConsumer(RecordingMixin, AsyncWebsocketConsumer):
             explicit=explicit,
         )
         await self._push(left.pushes)
+        if left.current and not left.announce_later:
+            # Left on purpose (or no grace): the recording side at once. A drop waits for the grace with the rest of
+            # the departure (visit_departure_announce): a host who comes back in time keeps recording.
+            await self._recording_participant_left(joined)
         if left.announce_later:
             asyncio.get_running_loop().call_later(
                 services.reconnect_grace().total_seconds(),
@@ -410,7 +413,10 @@ def _announce_departure_later(layer: Any, visit_id: int, participant_id: int, co
                 visit_id=visit_id, participant_id=participant_id, connection=connection
             )
             for push in pushes:
-                await layer.group_send(push.group, push.message)
+                if push.channel:  # the recorder's own channel, in whichever process records
+                    await layer.send(push.channel, push.message)
+                else:
+                    await layer.group_send(push.group, push.message)
         except Exception:  # the periodic sweep announces it instead; never let a timer crash the process
             logger.exception("announcing a departure failed")
 

@@ -150,6 +150,8 @@ class Recording(models.Model):
     participants = models.JSONField(default=list)
     # The recorder's channel (in the daphne process of the host who started it) while recording.
     recorder_channel = models.CharField(max_length=200, blank=True)
+    # When the recorder last said it was alive, while recording (a silent one is lost: its process died).
+    recorder_seen_at = models.DateTimeField(null=True, blank=True)
     # The encrypted file (teleconsult/filecrypto.py) in the "recordings" storage, its size and SHA-256, and its
     # file key, itself encrypted by the keyring's active data key (so key rotation covers it).
     file_name = models.CharField(max_length=200, blank=True)

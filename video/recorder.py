@@ -235,6 +235,7 @@ class Recorder:
         self.stopping = False
         self.done = asyncio.Event()
         self.listener: asyncio.Task[None] | None = None
+        self.beat: asyncio.Task[None] | None = None
         tmp_dir = settings.RECORDINGS_TMP_DIR
         os.makedirs(tmp_dir, mode=0o700, exist_ok=True)
         plaintext_sweep()
@@ -258,6 +259,20 @@ class Recorder:
         slots = [(participant, kind) for participant in sorted(self.expected) for kind in kinds]
         self.slots = {slot: index for index, slot in enumerate(slots)}
         self.writer = _Writer(self.path, slots)
+        self.beat = asyncio.get_running_loop().create_task(self._beat())
+
+    async def _beat(self) -> None:
+        """Say in the row, every RECORDER_BEAT, that this recorder is alive: if its process dies, the periodic
+        sweep stops the recording as lost (nothing else would when its host came back on another process)."""
+        interval = recordings.RECORDER_BEAT.total_seconds()
+        while not self.stopping:
+            await asyncio.sleep(interval)
+            try:
+                await database_sync_to_async(recordings.recorder_beat, thread_sensitive=False)(
+                    recording_id=self.recording_id
+                )
+            except Exception:  # a database blip costs one beat; the sweep allows several
+                logger.warning("the recorder's beat failed")
 
     async def discard(self) -> None:
         """Never started (the begin was refused): nothing was recorded, nothing is kept."""
@@ -362,6 +377,8 @@ class Recorder:
             await self.done.wait()
             return
         self.stopping = True
+        if self.beat is not None:
+            self.beat.cancel()
         for pc in list(self.pcs.values()):
             await pc.close()
         for task in list(self.tasks):

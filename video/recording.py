@@ -56,6 +56,7 @@ STOP_REASONS = (
     "host_left",
     "visit_ended",
     "recorder_failed",
+    "recorder_lost",
 )
 
 
@@ -222,8 +223,9 @@ def recording_begin(
     recording.status = RecordingStatus.RECORDING
     recording.started_at = timezone.now()
     recording.recorder_channel = recorder_channel
+    recording.recorder_seen_at = recording.started_at
     recording.participants = sorted(p.participant_id for p in connected)
-    recording.save(update_fields=["status", "started_at", "recorder_channel", "participants"])
+    recording.save(update_fields=["status", "started_at", "recorder_channel", "recorder_seen_at", "participants"])
     _audit_recording(
         AuditAction.RECORDING_STARTED,
         recording,
@@ -290,7 +292,9 @@ def recording_stop_for(*, visit_id: int, reason: str, recording_id: str | None =
 
 
 def recording_participant_left(*, visit_id: int, participant_id: int) -> list[Push]:
-    """Someone left the call. The host who asked for the live recording: it stops (reason host_left). Staff a
+    """Someone left the call (`leave`, or a drop not followed by a new connection within the reconnect grace: then
+    called from services.visit_departure_announce). The host who asked for the live recording: it stops (reason
+    host_left). Staff a
     request still waits for: they are not asked any more (whoever is not in the call is not recorded; coming
     back without having agreed stops it, as for any joiner), and the request may now be complete."""
     if not Recording.objects.filter(visit_id=visit_id, status__in=LIVE_RECORDING_STATES).exists():
@@ -315,8 +319,12 @@ def _go_if_complete(visit: VisitSession, recording: Recording) -> list[Push]:
     """Every awaited participant agreed: tell the requester's consumer (on whichever process) to start."""
     if not set(recording.agreed) >= set(recording.awaiting):
         return []
-    requester = visit.presences.filter(participant_id=recording.requested_by_id, state=PresenceState.CONNECTED).first()
-    if requester is None:
+    requester = visit.presences.filter(participant_id=recording.requested_by_id).first()
+    if requester is not None and requester.state != PresenceState.CONNECTED and requester.away_since is not None:
+        # Dropped, within the reconnect grace: it starts when they come back (recording_request_resume), or is
+        # withdrawn with their departure (host_left) if they do not.
+        return []
+    if requester is None or requester.state != PresenceState.CONNECTED:
         return _stop(visit, recording, reason="host_left", user=None)
     return [
         Push(
@@ -324,6 +332,22 @@ def _go_if_complete(visit: VisitSession, recording: Recording) -> list[Push]:
             channel=requester.channel_name,
         )
     ]
+
+
+def recording_request_resume(*, visit_id: int, participant_id: int) -> list[Push]:
+    """The host whose request is pending is back from a drop: if everybody agreed meanwhile, it starts now."""
+    if not Recording.objects.filter(
+        visit_id=visit_id, status=RecordingStatus.REQUESTED, requested_by_id=participant_id
+    ).exists():
+        return []
+    with transaction.atomic():
+        visit = _lock(visit_id)
+        recording = _live(visit)
+        if recording is None or recording.status != RecordingStatus.REQUESTED:
+            return []
+        if recording.requested_by_id != participant_id:
+            return []
+        return _go_if_complete(visit, recording)
 
 
 def recording_check_joiner(*, visit_id: int, participant_id: int) -> list[Push]:
@@ -342,6 +366,10 @@ def recording_check_joiner(*, visit_id: int, participant_id: int) -> list[Push]:
             consented = may_record_visit(visit.appointment.patient_id, recording.kind).allowed
         else:
             consented = participant_id == recording.requested_by_id or participant_id in recording.agreed
+            # Asked and not answered yet, back from a drop within the grace (still asked: they may answer now).
+            consented = consented or (
+                recording.status == RecordingStatus.REQUESTED and participant_id in recording.awaiting
+            )
         if consented:
             return []
         return _stop(visit, recording, reason="participant_without_consent", user=None)
@@ -365,11 +393,23 @@ def recordings_stop_for_ended_visit(visit: VisitSession) -> list[Push]:
     return [] if recording is None else _stop(visit, recording, reason="visit_ended", user=None)
 
 
-def live_recording_event(*, visit_id: int) -> dict[str, Any] | None:
-    """For a participant connecting while a recording runs: the `recording_started` event they missed."""
-    recording = Recording.objects.filter(visit_id=visit_id, status=RecordingStatus.RECORDING).first()
+def live_recording_event(*, visit_id: int, participant_id: int | None = None) -> dict[str, Any] | None:
+    """For a participant connecting while a recording runs: the `recording_started` event they missed (or, back
+    from a drop while a request waits, to its requester and to staff it still waits for, `recording_requested`)."""
+    recording = Recording.objects.filter(visit_id=visit_id, status__in=LIVE_RECORDING_STATES).first()
     if recording is None:
         return None
+    if recording.status == RecordingStatus.REQUESTED:
+        asked = participant_id in recording.awaiting and participant_id not in recording.agreed
+        if not asked and participant_id != recording.requested_by_id:
+            return None
+        return {
+            "type": "recording_requested",
+            "recording": str(recording.public_id),
+            "kind": recording.kind,
+            "by": recording.requested_by_id,
+            "awaiting": recording.awaiting,
+        }
     return {
         "type": "recording_started",
         "recording": str(recording.public_id),
@@ -443,6 +483,43 @@ def recording_fail(*, recording_id: str, reason: str) -> None:
     recording.recorder_channel = ""
     recording.save(update_fields=["status", "stopped_at", "stop_reason", "recorder_channel"])
     _audit_recording(AuditAction.RECORDING_FAILED, recording, None, outcome=Outcome.FAILURE, system=True, reason=reason)
+
+
+# The recorder says it is alive in its row this often; a recording whose recorder has been silent for RECORDER_LOST
+# is taken as lost (its process died) by the periodic sweep.
+RECORDER_BEAT = dt.timedelta(seconds=5)
+RECORDER_LOST = dt.timedelta(seconds=30)
+
+
+def recorder_beat(*, recording_id: str) -> bool:
+    """The recorder is alive (called from its process every RECORDER_BEAT). False once the recording is not
+    running any more."""
+    return bool(
+        Recording.objects.filter(public_id=recording_id, status=RecordingStatus.RECORDING).update(
+            recorder_seen_at=timezone.now()
+        )
+    )
+
+
+def recordings_stop_lost(*, now: dt.datetime | None = None) -> list[Push]:
+    """For the periodic sweep: running recordings whose recorder stopped beating (the daphne process holding it
+    died — its host may have come back on another process within the reconnect grace, so nothing else would stop
+    it). Each stops for everyone (reason recorder_lost) and is failed: nothing was stored; the plaintext its
+    process left is swept as for any recorder that died."""
+    cutoff = (now or timezone.now()) - RECORDER_LOST
+    lost = Recording.objects.filter(status=RecordingStatus.RECORDING, recorder_seen_at__lt=cutoff)
+    pushes: list[Push] = []
+    for visit_id, public_id in list(lost.values_list("visit_id", "public_id")):
+        with transaction.atomic():
+            visit = _lock(visit_id)
+            recording = _live(visit)
+            if recording is None or recording.public_id != public_id or recording.status != RecordingStatus.RECORDING:
+                continue
+            if recording.recorder_seen_at is not None and recording.recorder_seen_at >= cutoff:
+                continue
+            pushes += _stop(visit, recording, reason="recorder_lost", user=None)
+            recording_fail(recording_id=str(public_id), reason="recorder_lost")
+    return pushes
 
 
 def recordings_fail_lost(*, older_than: dt.timedelta = dt.timedelta(minutes=10)) -> int:

@@ -10,6 +10,7 @@ from typing import Any
 from channels.db import database_sync_to_async
 
 from video import recording as recordings
+from video import services
 from video.services import ActionError
 
 logger = logging.getLogger(__name__)
@@ -24,7 +25,9 @@ def _recording_on_connect(
     pushes = recordings.recording_check_joiner(visit_id=visit_id, participant_id=participant_id)
     if pushes or not connected:
         return pushes, None
-    return pushes, recordings.live_recording_event(visit_id=visit_id)
+    # A host back from a drop whose request everybody agreed to meanwhile: it starts now, here.
+    pushes = recordings.recording_request_resume(visit_id=visit_id, participant_id=participant_id)
+    return pushes, recordings.live_recording_event(visit_id=visit_id, participant_id=participant_id)
 
 
 class RecordingMixin:
@@ -49,13 +52,34 @@ class RecordingMixin:
         )
         await self._push(pushes)
         if event is not None:
-            await self._send_event(event)
+            await self._recording_show(event)
 
     async def _recording_shown(self) -> None:
-        """Entering the call (connected, or admitted from the waiting room) while a recording runs: say so."""
-        event = await database_sync_to_async(recordings.live_recording_event)(visit_id=self.joined.visit_id)
+        """Entering the call (admitted from the waiting room) while a recording runs: say so."""
+        event = await database_sync_to_async(recordings.live_recording_event)(
+            visit_id=self.joined.visit_id, participant_id=self.joined.participant_id
+        )
         if event is not None:
-            await self._send_event(event)
+            await self._recording_show(event)
+
+    async def _recording_show(self, event: dict[str, Any]) -> None:
+        await self._send_event(event)
+        joined = self.joined
+        if event["type"] == "recording_started" and joined.participant_id not in event["participants"]:
+            # In the call now but not when it started: the file has no stream for them (docs/recording.md). The
+            # hosts are told, and may record again with everyone in one click.
+            await self.channel_layer.group_send(
+                services.visit_group(joined.visit_id),
+                {
+                    "type": "room.event",
+                    "event": {
+                        "type": "recording_incomplete",
+                        "recording": event["recording"],
+                        "participant": joined.participant_id,
+                        "role": joined.role,
+                    },
+                },
+            )
 
     async def _recording_message(self, message: dict[str, Any]) -> None:
         joined = self.joined
@@ -133,7 +157,8 @@ class RecordingMixin:
         await self._push(pushes)
 
     async def _recording_participant_left(self, joined: Any) -> None:
-        """The host who asked for the recording left (or dropped): the recording stops with them (the recorder,
+        """The host who asked for the recording left (on purpose, or without a reconnect grace; a drop is handled when
+        its grace is over, by services.visit_departure_announce): the recording stops with them (the recorder,
         in whichever process, hears it on its channel and finalises the file). Staff a request waits for are
         not asked any more."""
         pushes = await database_sync_to_async(recordings.recording_participant_left)(

@@ -540,6 +540,8 @@ class Left:
     empty: bool
     # The others are not told yet: call visit_departure_announce after reconnect_grace().
     announce_later: bool = False
+    # False: not the participant's latest connection any more (a newer one holds the presence); nothing changed.
+    current: bool = True
 
 
 def _peer_left(visit: VisitSession, participant_id: int) -> Push:
@@ -556,7 +558,7 @@ def visit_leave(*, visit_id: int, participant_id: int, connection: int, user: Us
     visit = _lock(visit_id)
     presence = visit.presences.select_related("participant").filter(participant_id=participant_id).first()
     if presence is None or presence.connection != connection or presence.state not in LIVE_STATES:
-        return Left([], False)
+        return Left([], False, current=False)
     now = timezone.now()
     was_waiting = presence.state == PresenceState.WAITING
     # Dropped (not left on purpose) after being let in: may come back without waiting again (a reconnect).
@@ -604,7 +606,13 @@ def visit_departure_announce(*, visit_id: int, participant_id: int, connection: 
         return []
     presence.away_since = None
     presence.save(update_fields=["away_since"])
-    return [_peer_left(visit, participant_id)]
+    # The recording side of the departure, held with it: the host who runs a recording stops it now (host_left).
+    from video.recording import recording_participant_left  # the recording module builds on this one
+
+    return [
+        _peer_left(visit, participant_id),
+        *recording_participant_left(visit_id=visit_id, participant_id=participant_id),
+    ]
 
 
 def visits_announce_departures(*, now: dt.datetime | None = None) -> list[Push]:

@@ -5,6 +5,7 @@ and what a malformed or misdirected recording message gets."""
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import os
 import time
 
@@ -12,6 +13,7 @@ import pytest
 import pytest_asyncio
 from channels.db import database_sync_to_async
 from django.db import connections
+from django.utils import timezone
 
 from audit.actions import AuditAction
 from audit.models import AuditEvent
@@ -22,6 +24,7 @@ from tests.video.signalling_support import (
     close_code,
     frame,
     make_visit,
+    receive,
     receive_until,
     signed_in_cookie,
     socket,
@@ -316,5 +319,148 @@ async def test_a_patient_let_in_again_during_a_recording_is_told(visit, cookies)
     await doctor.send_to(text_data=frame("recording_stop"))
     await receive_until(back, "recording_stopped")
     await _settled(started["recording"])
+    await doctor.disconnect()
+    await back.disconnect()
+
+
+async def test_a_host_back_within_the_grace_keeps_recording_and_a_leave_stops_it_at_once(visit, cookies, settings):
+    """The host's websocket drops and comes back within VIDEO_RECONNECT_GRACE_SECONDS: the recording goes on (the
+    new connection is told it runs, right behind its welcome) and nobody hears it stopped. A `leave` on purpose
+    then stops it at once, grace or not."""
+    settings.VIDEO_RECONNECT_GRACE_SECONDS = 60
+    doctor, patient, doctor_id, _patient_id = await _in_call(visit, cookies)
+    await doctor.send_to(text_data=frame("recording_start", kind="audio"))
+    started = await receive_until(patient, "recording_started")
+    await doctor.disconnect()
+    back = socket(visit.path, cookies["practitioner"])
+    assert (await back.connect())[0]
+    welcome = await receive(back)
+    assert welcome["type"] == "welcome" and welcome["participant"] == doctor_id
+    assert (await receive(back)) == started
+    resumed = await receive_until(patient, "peer_joined")
+    assert resumed["participant"] == doctor_id and resumed["resumed"] is True
+    recording = await Recording.objects.aget(public_id=started["recording"])
+    assert recording.status == RecordingStatus.RECORDING
+    assert await _stops(started["recording"], "host_left") == 0
+
+    await back.send_to(text_data=frame("leave"))
+    stopped = await receive_until(patient, "recording_stopped")
+    assert stopped == {"v": 1, "type": "recording_stopped", "recording": started["recording"], "reason": "host_left"}
+    await _settled(started["recording"])
+    await patient.disconnect()
+
+
+async def test_a_host_not_back_within_the_grace_stops_it_with_the_departure(visit, cookies):
+    doctor, patient, doctor_id, _patient_id = await _in_call(visit, cookies)
+    await doctor.send_to(text_data=frame("recording_start", kind="audio"))
+    started = await receive_until(patient, "recording_started")
+    await doctor.disconnect()
+    # Told together once the grace is over: the host left, and so the recording stopped.
+    assert (await receive(patient)) == {"v": 1, "type": "peer_left", "participant": doctor_id}
+    stopped = await receive(patient)
+    assert stopped == {"v": 1, "type": "recording_stopped", "recording": started["recording"], "reason": "host_left"}
+    await _settled(started["recording"])
+    await patient.disconnect()
+
+
+async def test_staff_asked_who_drop_and_come_back_are_asked_again(visit, cookies, personas, settings):
+    settings.VIDEO_RECONNECT_GRACE_SECONDS = 60
+    extra = await database_sync_to_async(add_participants)(visit, personas)
+    doctor, patient, _doctor_id, _patient_id = await _in_call(visit, cookies)
+    interpreter = socket(visit.path, extra["interpreter"])
+    assert (await interpreter.connect())[0]
+    interpreter_id = (await receive_until(interpreter, "welcome"))["participant"]
+    await doctor.send_to(text_data=frame("recording_start", kind="audio"))
+    asked = await receive_until(interpreter, "recording_requested")
+    await interpreter.disconnect()
+    interpreter = socket(visit.path, extra["interpreter"])
+    assert (await interpreter.connect())[0]
+    assert (await receive_until(interpreter, "recording_requested")) == asked
+    assert asked["awaiting"] == [interpreter_id]
+    # The host who asked drops too and comes back: the request is still theirs, and their page is told of it.
+    await doctor.disconnect()
+    doctor = socket(visit.path, cookies["practitioner"])
+    assert (await doctor.connect())[0]
+    assert (await receive_until(doctor, "recording_requested")) == asked
+    # Away again, the interpreter agrees meanwhile: it starts when the host is back (it waits for them).
+    await doctor.disconnect()
+    await interpreter.send_to(text_data=frame("recording_agree", recording=asked["recording"]))
+    await receive_until(interpreter, "recording_agreed")
+    assert (await Recording.objects.aget(public_id=asked["recording"])).status == RecordingStatus.REQUESTED
+    doctor = socket(visit.path, cookies["practitioner"])
+    assert (await doctor.connect())[0]
+    started = await receive_until(patient, "recording_started")
+    assert started["recording"] == asked["recording"] and interpreter_id in started["participants"]
+    await doctor.send_to(text_data=frame("recording_stop"))
+    await receive_until(patient, "recording_stopped")
+    await _settled(started["recording"])
+    for someone in (doctor, patient, interpreter):
+        await someone.disconnect()
+
+
+async def test_the_sweep_stops_a_recording_whose_recorder_went_silent(visit, cookies):
+    """The recorder's process died (its host may be back on another process): its beats stop, and the periodic
+    sweep stops the recording for everyone and marks it failed (nothing could be stored)."""
+    doctor, patient, _doctor_id, _patient_id = await _in_call(visit, cookies)
+    await doctor.send_to(text_data=frame("recording_start", kind="audio"))
+    started = await receive_until(patient, "recording_started")
+
+    def sweep(after: dt.timedelta) -> None:
+        from scheduling.signals import periodic_upkeep
+
+        Recording.objects.filter(public_id=started["recording"]).update(recorder_seen_at=timezone.now() - after)
+        periodic_upkeep.send(sender=None)
+
+    await database_sync_to_async(sweep)(dt.timedelta(seconds=10))  # beating: left alone
+    assert (await Recording.objects.aget(public_id=started["recording"])).status == RecordingStatus.RECORDING
+    await database_sync_to_async(sweep)(dt.timedelta(minutes=5))
+    for someone in (doctor, patient):
+        stopped = await receive_until(someone, "recording_stopped")
+        assert stopped == {
+            "v": 1,
+            "type": "recording_stopped",
+            "recording": started["recording"],
+            "reason": "recorder_lost",
+        }
+    recording = await _settled(started["recording"])
+    assert recording.status == RecordingStatus.FAILED and recording.stop_reason == "recorder_lost"
+    assert await _stops(started["recording"], "recorder_lost") == 1
+    await doctor.disconnect()
+    await patient.disconnect()
+
+
+async def test_someone_in_the_call_after_the_start_is_reported_to_the_hosts(visit, cookies):
+    """The patient was away when the recording started (no stream for them in its file): let in again, the hosts
+    hear they are not in it; a stop and a new start of the same kind (the page's one click) includes them."""
+    doctor, patient, doctor_id, patient_id = await _in_call(visit, cookies)
+    await patient.send_to(text_data=frame("leave"))
+    await receive_until(doctor, "peer_left")
+    await doctor.send_to(text_data=frame("recording_start", kind="audio"))
+    started = await receive_until(doctor, "recording_started")
+    assert started["participants"] == [doctor_id]
+    back = socket(visit.path, cookies["patient"])
+    assert (await back.connect())[0]
+    await receive_until(doctor, "waiting")
+    await doctor.send_to(text_data=frame("admit", participant=patient_id))
+    await receive_until(back, "admitted")
+    assert (await receive_until(back, "recording_started")) == started
+    incomplete = await receive_until(doctor, "recording_incomplete")
+    assert incomplete == {
+        "v": 1,
+        "type": "recording_incomplete",
+        "recording": started["recording"],
+        "participant": patient_id,
+        "role": "patient",
+    }
+    # The one click: stop, then the same kind again, now with everyone in the call.
+    await doctor.send_to(text_data=frame("recording_stop"))
+    await doctor.send_to(text_data=frame("recording_start", kind="audio"))
+    assert (await receive_until(back, "recording_stopped"))["reason"] == "host"
+    again = await receive_until(back, "recording_started")
+    assert again["recording"] != started["recording"] and again["participants"] == sorted([doctor_id, patient_id])
+    await doctor.send_to(text_data=frame("recording_stop"))
+    await receive_until(back, "recording_stopped")
+    for recording_id in (started["recording"], again["recording"]):
+        await _settled(recording_id)
     await doctor.disconnect()
     await back.disconnect()

@@ -77,6 +77,22 @@ def test_the_practitioner_records_and_the_patient_sees_it(browser, personas, dap
         frames = _wait_for_media(practitioner)["framesDecoded"]
         _wait_for_media(practitioner, frames_above=frames + 72)
 
+        # The practitioner's websocket drops and comes back (within the server's reconnect grace): the recording
+        # goes on — both indicators stay on through and past the grace, the practitioner's page keeps its
+        # recorder connection, which goes on sending.
+        recording_id = practitioner.evaluate(STATS)["recording"]["id"]
+        sent = practitioner.evaluate(STATS)["recording"]["sent"]["audio"]
+        practitioner.evaluate("() => window.teleconsultCall.dropSocket()")
+        dropped_at = time.monotonic()
+        while time.monotonic() - dropped_at < 7 or practitioner.evaluate(STATS)["welcomes"] < 2:
+            assert time.monotonic() - dropped_at < 25, "the practitioner's websocket did not come back"
+            for page in (patient, practitioner):
+                shown = page.evaluate(STATS)["recording"]
+                assert shown["id"] == recording_id and shown["indicator"] == "Grabando (video y audio)", shown
+            time.sleep(0.3)
+        stats = _until(practitioner, lambda s: s["recording"]["sent"]["audio"] > sent + 150, "sound goes on")
+        assert stats["recording"]["id"] == recording_id and stats["recording"]["connection"] == "connected"
+
         practitioner.get_by_role("button", name="Detener la grabación").click()
         patient.locator("[data-call-notice]").get_by_text("La grabación se detuvo.").wait_for()
         _until(patient, lambda s: s["recording"]["indicator"] == "", "indicator gone")
@@ -194,3 +210,63 @@ def test_the_recorder_follows_camera_switch_screen_share_and_audio_only(browser,
     # The sound went on through it.
     assert longest_gap(sound_at)[0] < 1.0, longest_gap(sound_at)
     assert sound_at[0] < hole_from and sound_at[-1] > hole_from + hole
+
+
+def test_the_host_records_again_with_someone_who_came_in_after_the_start(browser, personas, daphne):
+    """The patient is out of the call when the practitioner starts an audio recording; let in again, the patient's
+    page says it is being recorded, and the practitioner's says the patient is not in it, with one button that
+    records again with everyone: the old recording stops, a new one starts, and the patient's page sends to it."""
+    visit = hosted_visit(personas)
+    decide_recording(personas, visit.patient)
+    public_id = visit.appointment.public_id
+    patient = _page(browser, daphne, signed_in_cookie(personas.patient))
+    practitioner = _page(browser, daphne, signed_in_cookie(personas.practitioner))
+    try:
+        patient.goto(f"/visit/{public_id}/waiting/")
+        patient.get_by_text("Esperando a que el profesional lo admita.").wait_for()
+        practitioner.goto(f"/visit/{public_id}/room/")
+        practitioner.get_by_role("button", name="Admitir", exact=True).click()
+        _wait_for_media(patient)
+        patient.get_by_role("button", name="Salir").click()
+
+        practitioner.get_by_role("button", name="Grabar solo el audio").click()
+        practitioner.get_by_role("status").filter(has_text="Grabando (solo audio)").wait_for()
+        first = _until(practitioner, lambda s: s["recording"]["connection"] == "connected", "recorder connection")
+
+        patient.goto(f"/visit/{public_id}/waiting/")
+        patient.get_by_text("Esperando a que el profesional lo admita.").wait_for()
+        practitioner.get_by_role("button", name="Admitir", exact=True).click()
+        # The patient is told it is recorded (even though not in this recording)...
+        patient.get_by_role("status").filter(has_text="Grabando (solo audio)").wait_for()
+        # ...and the practitioner that the patient is not in it, with the way to include everyone.
+        practitioner.get_by_text("Paciente se unió después de iniciada la grabación y no está en ella.").wait_for()
+        assert_accessible(practitioner, context="practitioner told someone is not in the recording")
+        practitioner.get_by_role("button", name="Grabar de nuevo con todos").click()
+        second = _until(
+            practitioner,
+            lambda s: (
+                s["recording"]["id"] not in (None, first["recording"]["id"]) and s["recording"]["phase"] == "recording"
+            ),
+            "a new recording",
+        )
+        assert not practitioner.get_by_role("button", name="Grabar de nuevo con todos").is_visible()
+        _until(
+            patient,
+            lambda s: s["recording"]["id"] == second["recording"]["id"] and s["recording"]["sent"]["audio"] > 100,
+            "the patient's sound to the new recording",
+        )
+        practitioner.get_by_role("status").filter(has_text="Grabando (solo audio)").wait_for()
+        practitioner.get_by_role("button", name="Detener la grabación").click()
+        patient.locator("[data-call-notice]").get_by_text("La grabación se detuvo.").wait_for()
+    finally:
+        patient.context.close()
+        practitioner.context.close()
+
+    deadline = time.monotonic() + 90
+    while Recording.objects.filter(status__in=[RecordingStatus.RECORDING, RecordingStatus.STOPPED]).exists():
+        assert time.monotonic() < deadline, "the recordings were not stored"
+        time.sleep(0.3)
+    old, new = Recording.objects.order_by("requested_at")
+    assert str(old.public_id) == first["recording"]["id"] and str(new.public_id) == second["recording"]["id"]
+    assert old.stop_reason == "host" and new.status == RecordingStatus.STORED, new.stop_reason
+    assert len(new.participants) == 2 and len(old.participants) == 1, (old.participants, new.participants)

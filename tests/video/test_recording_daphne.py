@@ -10,6 +10,7 @@ import base64
 import hashlib
 import json
 import os
+import signal
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -40,6 +41,7 @@ from tests.video.recording_support import (
 from tests.video.signalling_support import add_participants, make_visit, signed_in_cookie
 from tests.video.test_call_pages import hosted_visit
 from video.models import Recording, RecordingStatus
+from video.recorder import ORPHAN_AFTER_SECONDS, plaintext_sweep
 from video.recording import recording_data_key_id
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.redis]
@@ -415,7 +417,9 @@ def test_the_host_leaving_stops_and_finalises_it(personas, daphnes):
             await asyncio.gather(*(p.connect_recorder(started["recording"]) for p in (doctor, patient)))
             for someone in (doctor, patient):
                 await someone.recorder.until_sent("video", 100)
-            # The practitioner's page goes away (closed tab): the recorder, in that process, finalises anyway.
+            # The practitioner's page goes away (closed tab) and does not come back within the reconnect grace:
+            # then, with the departure (announced by the process that saw the drop, the recorder's), the recording
+            # stops; the recorder, in that process, finalises anyway.
             await doctor.ws.close()
             stopped = await patient.next("recording_stopped")
             assert stopped == {
@@ -424,6 +428,8 @@ def test_the_host_leaving_stops_and_finalises_it(personas, daphnes):
                 "recording": ids["recording"],
                 "reason": "host_left",
             }
+            kinds = [frame["type"] for frame in patient.frames]
+            assert kinds.index("peer_left") < kinds.index("recording_stopped"), kinds
             for someone in (doctor, patient):
                 await someone.recorder.close()
             await patient.ws.close()
@@ -523,3 +529,148 @@ def test_a_page_reloaded_mid_recording_goes_on_in_the_same_file(personas, daphne
     assert max(rgb_at(last, 20, 180)) < 40 and max(rgb_at(last, 620, 180)) < 40
     width, height = block_extent(last, _white)
     assert height > 55 and abs(width - height) <= 6, (width, height)
+
+
+def test_a_host_back_on_the_other_process_within_the_grace_goes_on_recording(personas, daphnes):
+    """The practitioner who started the recording (its recorder in their process) loses their websocket and comes
+    back within the reconnect grace on the other process: the recording is not stopped, the new connection is told
+    it runs, the page connects to the recorder again through that process, and the practitioner's pictures from
+    before and after are in their own stream of the same file."""
+    visit = make_visit(personas)
+    decide_recording(personas, visit.patient)
+    cookies = {"practitioner": signed_in_cookie(personas.practitioner), "patient": signed_in_cookie(personas.patient)}
+    connections.close_all()
+    ids: dict[str, Any] = {}
+
+    async def scenario() -> None:
+        async with aiohttp.ClientSession() as http:
+            doctor, patient = await _in_call(http, daphnes, visit.path, cookies)
+            ids["doctor"], ids["patient"] = doctor.id, patient.id
+            await doctor.send("recording_start", kind="video")
+            started = await patient.next("recording_started")
+            await doctor.next("recording_started")
+            ids["recording"] = started["recording"]
+            await asyncio.gather(
+                doctor.connect_recorder(
+                    started["recording"], RecorderClient(video=ColourTrack(320, 240, GREEN, WHITE))
+                ),
+                patient.connect_recorder(started["recording"]),
+            )
+            await doctor.recorder.until_sent("video", 60)
+
+            # The drop (no leave), and the practitioner back on the other process within the grace.
+            await doctor.ws.close()
+            back = await _join(http, daphnes[1], visit.path, cookies["practitioner"])
+            assert back.id == doctor.id
+            again = await back.next("recording_started")
+            assert again == started
+            resumed = await patient.next("peer_joined")
+            assert resumed["participant"] == doctor.id and resumed.get("resumed") is True
+            # The page's recorder connection again (a reloaded page's, with another camera this time): its offer
+            # goes through this process to the recorder in the first one.
+            await doctor.recorder.close()
+            await back.connect_recorder(again["recording"], RecorderClient(video=ColourTrack(320, 240, MAGENTA, WHITE)))
+            await back.recorder.until_sent("video", 60)
+            await back.recorder.until_sent("audio", 150)
+
+            await back.send("recording_stop")
+            stopped = await patient.next("recording_stopped")
+            assert stopped["reason"] == "host"
+            # Nothing else stopped it meanwhile, and the patient never heard the host leave.
+            assert [f for f in patient.frames if f["type"] in ("recording_stopped", "peer_left")] == [stopped]
+            for client in (back.recorder, patient.recorder):
+                await client.close()
+            await back.send("end")
+            await back.close_code()
+
+    run_in_own_loop(lambda: asyncio.wait_for(scenario(), 180))
+    recording = _stored(ids["recording"])
+    assert recording.status == RecordingStatus.STORED and recording.stop_reason == "host", recording.stop_reason
+    assert sorted(recording.participants) == sorted([ids["doctor"], ids["patient"]])
+    assert not _trail(AuditAction.RECORDING_STOPPED, recording=ids["recording"], reason="host_left")
+    streams = frames_by_stream(plaintext(recording))
+    pictures = streams[f"participant {ids['doctor']} video"]
+    middle = [(frame.time, rgb_at(frame, 320, 60)) for frame in pictures]
+    before = [at for at, rgb in middle if _green(rgb)]
+    after = [at for at, rgb in middle if _magenta(rgb)]
+    assert len(before) > 10 and len(after) > 10, (len(before), len(after), len(pictures))
+    assert max(before) < min(after)
+    sound = streams[f"participant {ids['doctor']} audio"]
+    assert sum(1 for frame in sound if frame.time > min(after)) > 50
+
+
+def _daphne_pid(port: int) -> int:
+    """The id of the daphne process this test started listening on `port` (read from /proc)."""
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as cmdline:
+                args = cmdline.read().split(b"\0")
+        except OSError:
+            continue
+        if b"teleconsult.asgi:application" in args and str(port).encode() in args:
+            return int(entry)
+    raise AssertionError(f"no daphne process on port {port}")
+
+
+def test_a_recorder_whose_process_died_is_stopped_as_lost(personas, daphnes):
+    """The daphne process holding the recorder (the host's) dies; the host comes back on the other process within
+    the grace, so nothing stops the recording there. The recorder's beats have stopped: the periodic sweep stops it
+    for everyone (recorder_lost), the row is failed, and the plaintext the dead process left is swept."""
+    visit = make_visit(personas)
+    decide_recording(personas, visit.patient)
+    cookies = {"practitioner": signed_in_cookie(personas.practitioner), "patient": signed_in_cookie(personas.patient)}
+    connections.close_all()
+    ids: dict[str, Any] = {}
+
+    def sweep(recording_id: str) -> None:
+        from datetime import timedelta
+
+        from django.utils import timezone
+
+        from scheduling.signals import periodic_upkeep
+
+        # As if the sweep ran a minute later (the dead recorder beats no more).
+        Recording.objects.filter(public_id=recording_id).update(recorder_seen_at=timezone.now() - timedelta(minutes=1))
+        periodic_upkeep.send(sender=None)
+
+    async def scenario() -> None:
+        async with aiohttp.ClientSession() as http:
+            doctor, patient = await _in_call(http, daphnes, visit.path, cookies)
+            await doctor.send("recording_start", kind="audio")
+            started = await patient.next("recording_started")
+            ids["recording"] = started["recording"]
+            await asyncio.gather(*(p.connect_recorder(started["recording"]) for p in (doctor, patient)))
+            await patient.recorder.until_sent("audio", 100)
+
+            os.killpg(_daphne_pid(daphnes[0]), signal.SIGKILL)
+            await doctor.close_code()
+            back = await _join(http, daphnes[1], visit.path, cookies["practitioner"])
+            assert (await back.next("recording_started")) == started  # the row still says it records
+
+            await asyncio.to_thread(in_thread(sweep), started["recording"])
+            for someone in (back, patient):
+                stopped = await someone.next("recording_stopped")
+                assert stopped == {
+                    "v": 1,
+                    "type": "recording_stopped",
+                    "recording": started["recording"],
+                    "reason": "recorder_lost",
+                }
+            for someone in (doctor, patient):
+                await someone.recorder.close()
+            await back.send("end")
+            await back.close_code()
+
+    run_in_own_loop(lambda: asyncio.wait_for(scenario(), 180))
+    recording = Recording.objects.get(public_id=ids["recording"])
+    assert recording.status == RecordingStatus.FAILED and recording.stop_reason == "recorder_lost"
+    assert recording.file_name == "" and recording.file_key is None
+    assert len(_trail(AuditAction.RECORDING_FAILED, recording=ids["recording"], reason="recorder_lost")) == 1
+    # The dead process's plaintext is left, and goes once nobody has written to it for ten minutes.
+    scratch = recording_scratch()
+    left = [name for name in os.listdir(scratch) if name.startswith("rec-")]
+    assert len(left) == 1
+    assert plaintext_sweep(now=time.time() + ORPHAN_AFTER_SECONDS + 1) == 1
+    assert not [name for name in os.listdir(scratch) if name.startswith("rec-")]

@@ -927,6 +927,7 @@
     case "recording_stopped":
       return recordingEnded(message.recording, t("recording_stopped_" + message.reason) || t("recording_stopped_host"));
     case "recording_answer": return recordingAnswer(message);
+    case "recording_incomplete": return recordingIncomplete(message);
     default: return undefined;
     }
   }
@@ -963,12 +964,22 @@
     return startMedia().then(function () { return recordingConnect(message.recording, message.kind); });
   }
 
+  // Someone joined after the recording started: they are not in it (the file has no stream for them). A host is
+  // told, and may stop it and start a new one of the same kind, which includes everyone in the call now.
+  function recordingIncomplete(message) {
+    if (!isHost() || message.recording !== recording.id || recording.phase !== "recording") { return; }
+    var text = $("[data-recording-incomplete-text]");
+    if (text) { text.textContent = t("recording_incomplete", { role: roleLabel(message.role || "participant") }); }
+    show("[data-recording-incomplete]", true);
+  }
+
   function recordingEnded(id, text) {
     if (recording.id !== null && id !== recording.id) { return; }
     recordingClose();
     recording.id = null;
     recording.phase = "idle";
     show("[data-recording-prompt]", false);
+    show("[data-recording-incomplete]", false);
     notice(text);
     recordingShow();
   }
@@ -1046,6 +1057,13 @@
       send("recording_start", { kind: action === "record-video" ? "video" : "audio" });
     } else if (action === "record-stop") {
       send("recording_stop");
+    } else if (action === "record-again") {
+      // Handled in this order by the server: the recording stops, then a new one of the same kind is asked for.
+      show("[data-recording-incomplete]", false);
+      if (recording.phase === "recording" && recording.kind) {
+        send("recording_stop");
+        send("recording_start", { kind: recording.kind });
+      }
     } else if (action === "recording-agree" || action === "recording-refuse") {
       if (recording.askedId) { send(action === "recording-agree" ? "recording_agree" : "recording_refuse", { recording: recording.askedId }); }
       recording.askedId = null;
