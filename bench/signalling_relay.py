@@ -399,9 +399,15 @@ def main() -> None:
             print(f"daphne on 127.0.0.1:{port}, Redis layer at {redis_url.rsplit('@', 1)[-1]}; {os.cpu_count()} CPUs")
             asyncio.run(_run(f"ws://127.0.0.1:{port}", visits, args.seconds, args.rate, args.joins, server.pid))
         finally:
-            # SIGINT: daphne stops its reactor and returns, so cProfile writes its statistics.
-            server.send_signal(signal.SIGINT)
-            server.wait(30)
+            # SIGTERM: daphne stops its reactor and returns, so cProfile writes its statistics. (Not SIGINT: a
+            # benchmark started in the background of a shell inherits SIGINT ignored, and so does daphne.)
+            server.send_signal(signal.SIGTERM)
+            try:
+                server.wait(30)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait(10)
+                raise SystemExit("daphne did not stop within 30 s of SIGTERM") from None
 
 
 if __name__ == "__main__":
