@@ -9,9 +9,18 @@ from typing import Any
 from accounts.access import AccessDenied
 from accounts.models import Role, User
 from audit import services as audit
-from audit.actions import AuditAction, Outcome
+from audit.actions import AuditAction, Outcome, Purpose
 from records.access import chart_policy
 from video.models import Recording, RecordingStatus
+
+
+def _decide(user: User, patient_id: int | None) -> tuple[tuple[Purpose, str] | None, int | None, str]:
+    """The one rule of retrieval and listing: a practitioner the chart's policy lets at the patient (its purpose
+    and how), else None; with who asks, as the audit names them."""
+    decision = None
+    if patient_id is not None and getattr(user, "role", None) == Role.PRACTITIONER:
+        decision = chart_policy(user, patient_id)
+    return decision, getattr(user, "pk", None), str(getattr(user, "role", "") or "anonymous")
 
 
 def recording_for(user: User, public_id: Any) -> Recording:
@@ -30,11 +39,7 @@ def recording_for(user: User, public_id: Any) -> Recording:
         else None
     )
     patient_id = recording.visit.appointment.patient_id if recording is not None else None
-    decision = None
-    if recording is not None and getattr(user, "role", None) == Role.PRACTITIONER:
-        decision = chart_policy(user, patient_id)  # type: ignore[arg-type]
-    actor_user_id: int | None = getattr(user, "pk", None)
-    actor_role = str(getattr(user, "role", "") or "anonymous")
+    decision, actor_user_id, actor_role = _decide(user, patient_id)
     if decision is None:
         audit.record(
             action=AuditAction.RECORDING_ACCESSED,
@@ -74,9 +79,7 @@ def recordings_listed(user: User, *, encounter_id: int) -> list[Recording]:
     if not recordings:
         return []
     patient_id = recordings[0].visit.appointment.patient_id
-    decision = chart_policy(user, patient_id) if getattr(user, "role", None) == Role.PRACTITIONER else None
-    actor_user_id: int | None = getattr(user, "pk", None)
-    actor_role = str(getattr(user, "role", "") or "anonymous")
+    decision, actor_user_id, actor_role = _decide(user, patient_id)
     if decision is None:
         audit.record(
             action=AuditAction.RECORDING_LISTED,
