@@ -28,6 +28,7 @@ from records.models import (
     Patient,
     ServiceType,
 )
+from teleconsult.prepared import PreparedRead
 
 # The treating practitioners keep access for a while after the visit: to finish and sign the note,
 # read results and amend. Longer care goes through appointments, referrals or admin assignments.
@@ -160,6 +161,15 @@ def _create(
     return encounter
 
 
+# Asked at every visit's admit (teleconsult.prepared: compiled once).
+_BY_APPOINTMENT = PreparedRead(
+    lambda appointment_ref: (
+        Encounter.objects.select_related("patient").filter(appointment_ref=appointment_ref).order_by("pk")[:1]
+    ),
+    appointment_ref=str,
+)
+
+
 def encounter_start(
     *,
     patient: Patient,
@@ -188,7 +198,7 @@ def encounter_start(
             )
         # Its events (the encounter, each new care relationship) are written in one statement.
         with audit.batched():
-            existing = Encounter.objects.select_related("patient").filter(appointment_ref=appointment_ref).first()
+            existing = _BY_APPOINTMENT.first(appointment_ref=appointment_ref)
             if existing is not None:
                 if existing.patient_id != patient.pk:
                     raise ValidationError(_("La cita pertenece a otro paciente."), code="patient_mismatch")

@@ -37,7 +37,7 @@ from video.protocol import (
     encode,
     parse,
 )
-from video.recording_consumer import RecordingMixin
+from video.recording_consumer import RecordingMixin, recording_on_connect
 from video.services import ActionError, Push, Refused
 from video.turn import ice_servers_for
 
@@ -54,7 +54,7 @@ def _ice_servers(participant: AppointmentParticipant) -> list[dict[str, object]]
 
 def _admit_and_join(
     public_id: str, session: Any, channel_name: str
-) -> tuple[services.Joined, AppointmentParticipant, Any, list[dict[str, object]]]:
+) -> tuple[services.Joined, AppointmentParticipant, Any, list[dict[str, object]], Any]:
     # The session's user is looked up here, in the connection's one database call before its welcome, rather than
     # by channels' AuthMiddleware in a thread hop of its own before the handshake is accepted: when many visits
     # join at once those hops queue on the process's single sync thread, and a handshake still waiting after 5 s
@@ -67,7 +67,17 @@ def _admit_and_join(
     except Refused as refusal:
         services.visit_refusal_record(public_id=public_id, code=refusal.code, participant=participant, user=user)
         raise
-    return joined, participant, signed_in, _ice_servers(participant)
+    # The recording side of the connection in the same call (one hop to the sync thread per connection, not two):
+    # a recording this participant did not consent to stops, one they did is shown to them. If it fails here,
+    # the consumer asks again in a call of its own, where a failure ends the connection as any other would.
+    try:
+        recording = recording_on_connect(
+            visit_id=joined.visit_id, participant_id=joined.participant_id, connected=joined.state == "connected"
+        )
+    except Exception:
+        logger.exception("the recording check of a connection failed; asking again")
+        recording = None
+    return joined, participant, signed_in, _ice_servers(participant), recording
 
 
 class VisitConsumer(RecordingMixin, AsyncWebsocketConsumer):
@@ -75,11 +85,14 @@ class VisitConsumer(RecordingMixin, AsyncWebsocketConsumer):
     group: str | None = None
     # The browser's side of the socket is closed (its websocket.disconnect may still be on its way).
     socket_closed = False
+    # Pushes still being sent from a task (_push_soon), which the connection's next push waits for.
+    _deferred: asyncio.Task[None] | None = None
 
     async def connect(self) -> None:
         self.joined = None
         self.closing = False
         self.bucket = TokenBucket()
+        self._background = set()
         # participant id → {"channel", "role", "state"} of the others in the visit, kept current by room events.
         self.peers: dict[int, dict[str, Any]] = {}
         public_id = str(self.scope["url_route"]["kwargs"]["public_id"])
@@ -87,7 +100,7 @@ class VisitConsumer(RecordingMixin, AsyncWebsocketConsumer):
         # browser as a bare HTTP 403 without our code and reason.
         await self.accept()
         try:
-            joined, participant, user, ice = await database_sync_to_async(_admit_and_join)(
+            joined, participant, user, ice, recording = await database_sync_to_async(_admit_and_join)(
                 public_id, self.scope.get("session"), self.channel_name
             )
         except Refused as refusal:
@@ -114,7 +127,7 @@ class VisitConsumer(RecordingMixin, AsyncWebsocketConsumer):
             for peer in joined.waiting:
                 await self._send_frame("waiting", participant=peer["participant"], role=peer["role"])
         await self._push(joined.pushes)
-        await self._recording_on_connect()
+        await self._recording_on_connect(recording)
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         # channels' AsyncConsumer.__call__ (channels 4.3) with a leaner loop over the two sources, the browser
@@ -194,11 +207,26 @@ class VisitConsumer(RecordingMixin, AsyncWebsocketConsumer):
         await self.close(code=int(code), reason=CLOSE_REASONS[code])
 
     async def _push(self, pushes: list[Push]) -> None:
-        for push in pushes:
-            if push.channel:
-                await self.channel_layer.send(push.channel, push.message)
-            elif push.group:
-                await self.channel_layer.group_send(push.group, push.message)
+        # Pushes deferred by an earlier message go out first: what this connection tells others keeps its order.
+        deferred, self._deferred = self._deferred, None
+        if deferred is not None:
+            await deferred
+        await _send_pushes(self.channel_layer, pushes)
+
+    def _push_soon(self, pushes: list[Push]) -> None:
+        """Send these from a task, so the connection's next message (a relayed offer) need not wait for them; any
+        later push of this connection waits for them (_push). Relayed negotiation does not: it goes to one
+        participant and is ordered only against what that participant was sent directly."""
+        if not pushes:
+            return
+        previous = self._deferred
+
+        async def send() -> None:
+            if previous is not None:
+                await previous
+            await _send_pushes(self.channel_layer, pushes)
+
+        self._deferred = asyncio.get_running_loop().create_task(send())
 
     async def disconnect(self, code: int) -> None:
         group = getattr(self, "group", None)
@@ -291,7 +319,13 @@ class VisitConsumer(RecordingMixin, AsyncWebsocketConsumer):
                     event = push.message.get("event") or {}
                     if event.get("type") == "peer_joined":
                         self.peers[event["participant"]] = {**event, "state": "connected"}
-            await self._push(pushes)
+                # The patient is told first; the room's event and the day lists' update follow from a task, and
+                # the offer this host sends right behind its admit is relayed meanwhile.
+                admitted = [push for push in pushes if push.message["type"] == "room.admitted"]
+                await self._push(admitted)
+                self._push_soon([push for push in pushes if push.message["type"] != "room.admitted"])
+            else:
+                await self._push(pushes)
         elif kind == "chat":
             _message, pushes = await database_sync_to_async(services.visit_chat)(
                 visit_id=joined.visit_id, participant_id=joined.participant_id, user=self.user, text=message["text"]
@@ -306,13 +340,17 @@ class VisitConsumer(RecordingMixin, AsyncWebsocketConsumer):
                 automatic=message.get("auto") is True,
             )
             event = {k: v for k, v in message.items() if k not in ("v",)} | {"from": joined.participant_id}
-            await self.channel_layer.group_send(self.group, {"type": "room.event", "event": event})
+            await self._push(
+                [Push({"type": "room.event", "event": event}, group=services.visit_group(joined.visit_id))]
+            )
         elif kind == "quality":
             event = {k: v for k, v in message.items() if k not in ("v", "to")} | {"from": joined.participant_id}
             if "to" in message:
                 await self._relay(message)
             else:
-                await self.channel_layer.group_send(self.group, {"type": "room.event", "event": event})
+                await self._push(
+                    [Push({"type": "room.event", "event": event}, group=services.visit_group(joined.visit_id))]
+                )
         elif kind in RECORDING_TYPES:
             await self._recording_message(message)
         elif kind == "end":
@@ -380,7 +418,10 @@ class VisitConsumer(RecordingMixin, AsyncWebsocketConsumer):
         self.joined.state = "connected"
         peers = [self._public(peer) for peer in self.peers.values() if peer["state"] == "connected"]
         await self._send_frame("admitted", peers=peers)
-        await self._recording_shown()
+        # Whether a recording runs is asked of the database beside the dispatch loop, not in it: the offer of the
+        # host who admitted is usually next in this channel, and the patient's media should not wait on the
+        # sync thread for a notice that, most of the time, there is none to give.
+        self._recording_shown_soon()
 
     async def room_declined(self, message: dict[str, Any]) -> None:
         if self.joined is None or message["connection"] != self.joined.connection:
@@ -403,6 +444,14 @@ class VisitConsumer(RecordingMixin, AsyncWebsocketConsumer):
         await self._close(CloseCode.ENDED)
 
 
+async def _send_pushes(layer: Any, pushes: list[Push]) -> None:
+    for push in pushes:
+        if push.channel:
+            await layer.send(push.channel, push.message)
+        elif push.group:
+            await layer.group_send(push.group, push.message)
+
+
 def _announce_departure_later(layer: Any, visit_id: int, participant_id: int, connection: int) -> None:
     """The grace after a drop is over. The service decides from the room's rows whether the participant came back
     (to whichever process), so one process's timer never announces a departure another process saw undone."""
@@ -412,11 +461,7 @@ def _announce_departure_later(layer: Any, visit_id: int, participant_id: int, co
             pushes = await database_sync_to_async(services.visit_departure_announce)(
                 visit_id=visit_id, participant_id=participant_id, connection=connection
             )
-            for push in pushes:
-                if push.channel:  # the recorder's own channel, in whichever process records
-                    await layer.send(push.channel, push.message)
-                else:
-                    await layer.group_send(push.group, push.message)
+            await _send_pushes(layer, pushes)  # to a recorder's own channel too, in whichever process records
         except Exception:  # the periodic sweep announces it instead; never let a timer crash the process
             logger.exception("announcing a departure failed")
 
@@ -427,11 +472,7 @@ def _finish_later(layer: Any, visit_id: int) -> None:
     async def finish() -> None:
         try:
             pushes = await database_sync_to_async(services.visit_finish_if_abandoned)(visit_id=visit_id)
-            for push in pushes:
-                if push.channel:
-                    await layer.send(push.channel, push.message)
-                else:
-                    await layer.group_send(push.group, push.message)
+            await _send_pushes(layer, pushes)
         except Exception:  # a sweep elsewhere may have ended it; never let a timer crash the process
             logger.exception("finishing an abandoned visit failed")
 

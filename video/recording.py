@@ -31,6 +31,7 @@ from audit.actions import AuditAction, Outcome, Purpose
 from records.consent import may_record_visit, recording_consent_kinds
 from scheduling.models import ParticipantRole
 from teleconsult.crypto import key_id_of
+from teleconsult.prepared import PreparedRead
 from video.models import (
     LIVE_RECORDING_STATES,
     Presence,
@@ -348,6 +349,17 @@ def recording_request_resume(*, visit_id: int, participant_id: int) -> list[Push
         if recording.requested_by_id != participant_id:
             return []
         return _go_if_complete(visit, recording)
+
+
+_LIVE = PreparedRead(
+    lambda visit_id: Recording.objects.filter(visit_id=visit_id, status__in=LIVE_RECORDING_STATES).only("pk")[:1],
+    visit_id=int,
+)
+
+
+def recording_live_exists(*, visit_id: int) -> bool:
+    """Whether the visit has a recording running or asked for (one indexed query; what every connection asks)."""
+    return _LIVE.first(visit_id=visit_id) is not None
 
 
 def recording_check_joiner(*, visit_id: int, participant_id: int) -> list[Push]:

@@ -4,6 +4,7 @@ leaves. Thin like the rest: parse (video.protocol) → gate and write (video.rec
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -16,12 +17,14 @@ from video.services import ActionError
 logger = logging.getLogger(__name__)
 
 
-def _recording_on_connect(
+def recording_on_connect(
     *, visit_id: int, participant_id: int, connected: bool
 ) -> tuple[list[Any], dict[str, Any] | None]:
     """The check of a joiner's consent and, when nothing stopped and they are in the call, the running recording to
-    show them: one database call of the connection rather than two (each a hop to the process's one sync thread,
-    which many visits joining at once queue on)."""
+    show them. Run inside the connection's one database call (video.consumers), and with one query when, as most of
+    the time, nothing is being recorded or asked for."""
+    if not recordings.recording_live_exists(visit_id=visit_id):
+        return [], None
     pushes = recordings.recording_check_joiner(visit_id=visit_id, participant_id=participant_id)
     if pushes or not connected:
         return pushes, None
@@ -37,6 +40,8 @@ class RecordingMixin:
     user: Any
     channel_layer: Any
     channel_name: str
+    # Tasks beside the dispatch loop, held until they finish (the loop keeps only weak references to tasks).
+    _background: set[asyncio.Task[None]]
 
     async def _push(self, pushes: list[Any]) -> None:  # pragma: no cover - VisitConsumer's
         raise NotImplementedError
@@ -44,23 +49,38 @@ class RecordingMixin:
     async def _send_event(self, event: dict[str, Any]) -> None:  # pragma: no cover - VisitConsumer's
         raise NotImplementedError
 
-    async def _recording_on_connect(self) -> None:
-        """A participant connected: a recording they did not consent to stops; one they did is shown to them."""
+    async def _recording_on_connect(self, found: tuple[list[Any], dict[str, Any] | None] | None) -> None:
+        """A participant connected: a recording they did not consent to stops; one they did is shown to them.
+        `found`: what the connection's database call found (None: it could not tell, ask again)."""
         joined = self.joined
-        pushes, event = await database_sync_to_async(_recording_on_connect)(
-            visit_id=joined.visit_id, participant_id=joined.participant_id, connected=joined.state == "connected"
-        )
+        if found is None:
+            found = await database_sync_to_async(recording_on_connect)(
+                visit_id=joined.visit_id, participant_id=joined.participant_id, connected=joined.state == "connected"
+            )
+        pushes, event = found
         await self._push(pushes)
         if event is not None:
             await self._recording_show(event)
 
+    def _recording_shown_soon(self) -> None:
+        """Entering the call (admitted from the waiting room) while a recording runs: say so, from a task of its own
+        (the consumer keeps handling its messages meanwhile)."""
+        task = asyncio.get_running_loop().create_task(self._recording_shown())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
     async def _recording_shown(self) -> None:
-        """Entering the call (admitted from the waiting room) while a recording runs: say so."""
-        event = await database_sync_to_async(recordings.live_recording_event)(
-            visit_id=self.joined.visit_id, participant_id=self.joined.participant_id
-        )
-        if event is not None:
-            await self._recording_show(event)
+        joined = self.joined
+        if joined is None:
+            return
+        try:
+            event = await database_sync_to_async(recordings.live_recording_event)(
+                visit_id=joined.visit_id, participant_id=joined.participant_id
+            )
+            if event is not None and self.joined is joined:  # still in this visit
+                await self._recording_show(event)
+        except Exception:  # never lost silently, never the consumer's end
+            logger.exception("telling an admitted participant of the recording failed")
 
     async def _recording_show(self, event: dict[str, Any]) -> None:
         await self._send_event(event)
@@ -68,17 +88,21 @@ class RecordingMixin:
         if event["type"] == "recording_started" and joined.participant_id not in event["participants"]:
             # In the call now but not when it started: the file has no stream for them (docs/recording.md). The
             # hosts are told, and may record again with everyone in one click.
-            await self.channel_layer.group_send(
-                services.visit_group(joined.visit_id),
-                {
-                    "type": "room.event",
-                    "event": {
-                        "type": "recording_incomplete",
-                        "recording": event["recording"],
-                        "participant": joined.participant_id,
-                        "role": joined.role,
-                    },
-                },
+            await self._push(
+                [
+                    services.Push(
+                        {
+                            "type": "room.event",
+                            "event": {
+                                "type": "recording_incomplete",
+                                "recording": event["recording"],
+                                "participant": joined.participant_id,
+                                "role": joined.role,
+                            },
+                        },
+                        group=services.visit_group(joined.visit_id),
+                    )
+                ]
             )
 
     async def _recording_message(self, message: dict[str, Any]) -> None:

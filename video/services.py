@@ -33,6 +33,7 @@ from records.models import ParticipantRole as EncounterRole
 from scheduling.joinlinks import join_link_window, participant_from_link_session
 from scheduling.models import Appointment, AppointmentParticipant, AppointmentStatus, ParticipantRole, ServiceType
 from scheduling.visits import appointment_finish_visit, appointment_start_visit
+from teleconsult.prepared import PreparedRead
 from video.models import LIVE_STATES, ChatMessage, Presence, PresenceState, VisitSession, VisitStatus
 from video.protocol import MAX_PARTICIPANTS, CloseCode
 
@@ -140,6 +141,21 @@ def signed_in_user(user: Any, session: Any) -> User | None:
     return _signed_in(user, session)
 
 
+# With the visit's room when it exists, so joining does not look it up again (_visit_id). Nothing more is read along:
+# a join needs the appointment's times, status and patient id, not the patient's record, the establishment or the
+# user's row (the rare path that does, a specialist joining a running visit, loads them then).
+_PARTICIPANT = PreparedRead(
+    lambda public_id, user_id: (
+        AppointmentParticipant.objects.select_related("appointment__visit_session")
+        .filter(appointment__public_id=public_id)
+        .filter(Q(user_id=user_id) | Q(patient__user_id=user_id))
+        .order_by("-active", "pk")[:1]
+    ),
+    public_id=uuid.UUID,
+    user_id=int,
+)
+
+
 def visit_participant_for(*, public_id: str, user: Any, session: Any) -> tuple[AppointmentParticipant, User | None]:
     """The participant this websocket speaks for, and the signed-in user (None for a link session).
 
@@ -156,16 +172,9 @@ def visit_participant_for(*, public_id: str, user: Any, session: Any) -> tuple[A
         raise Refused(CloseCode.NOT_PARTICIPANT) from error
     participant = None
     if signed_in is not None:
-        participant = (
-            # With the visit's room when it exists, so joining does not look it up again (_visit_id).
-            AppointmentParticipant.objects.select_related(
-                "appointment__establishment", "appointment__visit_session", "patient", "user"
-            )
-            .filter(appointment__public_id=wanted)
-            .filter(Q(user=signed_in) | Q(patient__user=signed_in))
-            .order_by("-active", "pk")
-            .first()
-        )
+        participant = _PARTICIPANT.first(public_id=wanted, user_id=signed_in.pk)
+        if participant is not None and participant.user_id == signed_in.pk:
+            participant.user = signed_in  # the same row, read already
     if participant is None and link_participant is not None and link_participant.appointment.public_id == wanted:
         participant = link_participant
     if participant is None:
@@ -260,18 +269,44 @@ def connected_peer(*, visit_id: int, participant_id: int) -> dict[str, Any] | No
     return _peer(presence) if presence is not None else None
 
 
-def _hosts_user_ids(appointment: Appointment) -> list[int]:
-    return list(
-        appointment.participants.filter(role__in=_HOSTS, active=True, user__isnull=False).values_list(
-            "user_id", flat=True
+_HOST_USERS = PreparedRead(
+    lambda appointment_id: (
+        AppointmentParticipant.objects.filter(
+            appointment_id=appointment_id, role__in=_HOSTS, active=True, user__isnull=False
         )
-    )
+        .only("pk", "user_id")
+        .order_by("pk")
+    ),
+    appointment_id=int,
+)
 
 
-def _lock(visit_id: int, *related: str) -> VisitSession:
-    """The visit's row, locked: the one lock every room change takes. `related`: more to read along with it."""
-    rooms = VisitSession.objects.select_for_update(of=("self",)).select_related("appointment", "encounter", *related)
-    return rooms.get(pk=visit_id)
+def _hosts_user_ids(appointment: Appointment) -> list[int]:
+    return [host.user_id for host in _HOST_USERS.all(appointment_id=appointment.pk) if host.user_id is not None]
+
+
+_LOCKS: dict[tuple[str, ...], PreparedRead[VisitSession]] = {}
+
+
+def _lock_read(shape: tuple[str, ...]) -> PreparedRead[VisitSession]:
+    read = _LOCKS.get(shape)
+    if read is None:
+
+        def build(visit_id: int) -> Any:
+            rooms = VisitSession.objects.select_for_update(of=("self",))
+            return (rooms.select_related(*shape) if shape else rooms).filter(pk=visit_id)
+
+        read = _LOCKS.setdefault(shape, PreparedRead(build, visit_id=int))
+    return read
+
+
+def _lock(visit_id: int, *related: str, along: tuple[str, ...] = ("appointment", "encounter")) -> VisitSession:
+    """The visit's row, locked: the one lock every room change takes. `along` and `related`: what to read with it
+    (a handful of shapes, each compiled once: teleconsult.prepared)."""
+    visit = _lock_read((*along, *related)).first(visit_id=visit_id)
+    if visit is None:
+        raise VisitSession.DoesNotExist("no such visit")
+    return visit
 
 
 # The room of an appointment, created by its first connection. ON CONFLICT: a connection of another participant
@@ -300,17 +335,30 @@ def _visit_id(appointment: Appointment) -> int:
     return VisitSession.objects.filter(appointment=appointment).values_list("pk", flat=True).get()
 
 
+_PRESENCES = PreparedRead(
+    lambda visit_id: Presence.objects.filter(visit_id=visit_id).select_related("participant").order_by("pk"),
+    visit_id=int,
+)
+_HOSTS_READ = PreparedRead(
+    lambda appointment_id, visit_id: (
+        AppointmentParticipant.objects.filter(appointment_id=appointment_id, role__in=_HOSTS)
+        .select_related("user__practitioner_profile", "establishment")
+        .annotate(
+            in_call=Exists(
+                Presence.objects.filter(visit_id=visit_id, participant=OuterRef("pk"), state=PresenceState.CONNECTED)
+            )
+        )
+        .order_by("pk")
+    ),
+    appointment_id=int,
+    visit_id=int,
+)
+
+
 def _hosts(visit: VisitSession) -> tuple[list[AppointmentParticipant], set[int]]:
     """Every host of the visit's appointment (active or not), with their user, practitioner profile and
     establishment, and the ids of those connected to the room: what an admit needs, read at once."""
-    connected = Presence.objects.filter(visit=visit, participant=OuterRef("pk"), state=PresenceState.CONNECTED)
-    rows = (
-        AppointmentParticipant.objects.filter(appointment_id=visit.appointment_id, role__in=_HOSTS)
-        .select_related("user__practitioner_profile", "establishment")
-        .annotate(in_call=Exists(connected))
-        .order_by("pk")
-    )
-    hosts = list(rows)
+    hosts: list[Any] = _HOSTS_READ.all(appointment_id=visit.appointment_id, visit_id=visit.pk)
     # Handed on as plain participants; `in_call` only says who is connected.
     return [host for host in hosts], {host.pk for host in hosts if host.in_call}
 
@@ -353,10 +401,13 @@ def visit_connect(
     now = now or timezone.now()
     _check_admissible(participant, now)
     appointment = participant.appointment
-    visit = _lock(_visit_id(appointment))
+    # The room's row alone: its appointment was read with the participant (what a join uses of it does not change
+    # while the visit lasts: patient, times, kind).
+    visit = _lock(_visit_id(appointment), along=())
+    visit.appointment = appointment
     if visit.status == VisitStatus.ENDED:
         raise Refused(CloseCode.ENDED)
-    presences = {p.participant_id: p for p in visit.presences.select_related("participant__user")}
+    presences = {p.participant_id: p for p in _PRESENCES.all(visit_id=visit.pk)}
     mine = presences.get(participant.pk)
     others_live = [p for p in presences.values() if p.state in LIVE_STATES and p.participant_id != participant.pk]
     if len(others_live) >= MAX_PARTICIPANTS:
@@ -451,12 +502,19 @@ def _host(visit: VisitSession, participant_id: int) -> AppointmentParticipant:
     return host
 
 
+_WAITING = PreparedRead(
+    lambda visit_id, participant_id: (
+        Presence.objects.filter(visit_id=visit_id, participant_id=participant_id, state=PresenceState.WAITING)
+        .select_related("participant")
+        .order_by("pk")[:1]
+    ),
+    visit_id=int,
+    participant_id=int,
+)
+
+
 def _waiting(visit: VisitSession, participant_id: int) -> Presence:
-    presence = (
-        visit.presences.select_related("participant")
-        .filter(participant_id=participant_id, state=PresenceState.WAITING)
-        .first()
-    )
+    presence = _WAITING.first(visit_id=visit.pk, participant_id=participant_id)
     if presence is None:
         raise ActionError("not_waiting")
     return presence
@@ -494,8 +552,8 @@ def visit_admit(*, visit_id: int, by_participant_id: int, user: User, participan
         _audit(AuditAction.VISIT_ADMITTED, visit.appointment, user, participant=participant_id, by=host.pk)
     role = presence.participant.role
     hosts_user_ids = [h.user_id for h in hosts if h.active and h.user_id is not None]
+    # The patient first: its media waits on this message; the day lists' update can come a moment later.
     return [
-        *_waiting_over(visit.appointment, hosts_user_ids),
         Push({"type": "room.admitted", "connection": presence.connection}, channel=presence.channel_name),
         Push(
             {
@@ -509,6 +567,7 @@ def visit_admit(*, visit_id: int, by_participant_id: int, user: User, participan
             },
             group=visit_group(visit.pk),
         ),
+        *_waiting_over(visit.appointment, hosts_user_ids),
     ]
 
 

@@ -46,8 +46,10 @@ def _slow_lock(*, lock_row: bool):
     """video.services._lock with a pause after reading the room, so every thread has read it before any writes;
     without the row lock it is the read the services would do if the lock were forgotten."""
 
-    def lock(visit_id: int) -> VisitSession:
-        rooms = VisitSession.objects.select_related("appointment", "encounter")
+    def lock(visit_id: int, *related: str, along: tuple[str, ...] = ("appointment", "encounter")) -> VisitSession:
+        rooms = VisitSession.objects.all()
+        if along or related:
+            rooms = rooms.select_related(*along, *related)
         if lock_row:
             rooms = rooms.select_for_update(of=("self",))
         visit = rooms.get(pk=visit_id)
