@@ -87,6 +87,8 @@ class VisitConsumer(RecordingMixin, AsyncWebsocketConsumer):
     socket_closed = False
     # Pushes still being sent from a task (_push_soon), which the connection's next push waits for.
     _deferred: asyncio.Task[None] | None = None
+    # A recording event reached this participant in the waiting room (where it is not shown).
+    recording_unheard = False
 
     async def connect(self) -> None:
         self.joined = None
@@ -401,6 +403,8 @@ class VisitConsumer(RecordingMixin, AsyncWebsocketConsumer):
         elif kind == "peer_left":
             self.peers.pop(subject, None)
         if self.joined.state != "connected":
+            if kind.startswith("recording_"):
+                self.recording_unheard = True  # asked again once admitted (room_admitted)
             return  # the waiting room hears nothing of the call
         if kind == "waiting" and not self._is_host():
             return
@@ -418,10 +422,11 @@ class VisitConsumer(RecordingMixin, AsyncWebsocketConsumer):
         self.joined.state = "connected"
         peers = [self._public(peer) for peer in self.peers.values() if peer["state"] == "connected"]
         await self._send_frame("admitted", peers=peers)
-        # Whether a recording runs is asked of the database beside the dispatch loop, not in it: the offer of the
-        # host who admitted is usually next in this channel, and the patient's media should not wait on the
-        # sync thread for a notice that, most of the time, there is none to give.
-        self._recording_shown_soon()
+        # The admit says whether a recording was running or asked for; one that began since, while this participant
+        # still waited, left an event here. Only then is the database asked, beside the dispatch loop: the offer of
+        # the host who admitted is usually next in this channel, and it should not wait for that.
+        if message.get("recording", True) or self.recording_unheard:
+            self._recording_shown_soon()
 
     async def room_declined(self, message: dict[str, Any]) -> None:
         if self.joined is None or message["connection"] != self.joined.connection:

@@ -11,7 +11,7 @@ import datetime as dt
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
@@ -34,7 +34,16 @@ from scheduling.joinlinks import join_link_window, participant_from_link_session
 from scheduling.models import Appointment, AppointmentParticipant, AppointmentStatus, ParticipantRole, ServiceType
 from scheduling.visits import appointment_finish_visit, appointment_start_visit
 from teleconsult.prepared import PreparedRead
-from video.models import LIVE_STATES, ChatMessage, Presence, PresenceState, VisitSession, VisitStatus
+from video.models import (
+    LIVE_RECORDING_STATES,
+    LIVE_STATES,
+    ChatMessage,
+    Presence,
+    PresenceState,
+    Recording,
+    VisitSession,
+    VisitStatus,
+)
 from video.protocol import MAX_PARTICIPANTS, CloseCode
 
 # Who may admit, decline and end.
@@ -335,6 +344,17 @@ def _visit_id(appointment: Appointment) -> int:
     return VisitSession.objects.filter(appointment=appointment).values_list("pk", flat=True).get()
 
 
+_ADMIT_LOCK = PreparedRead(
+    lambda visit_id: (
+        VisitSession.objects.select_for_update(of=("self",))
+        .select_related("appointment", "encounter", "appointment__patient", "appointment__establishment")
+        .annotate(
+            recording_live=Exists(Recording.objects.filter(visit_id=OuterRef("pk"), status__in=LIVE_RECORDING_STATES))
+        )
+        .filter(pk=visit_id)
+    ),
+    visit_id=int,
+)
 _PRESENCES = PreparedRead(
     lambda visit_id: Presence.objects.filter(visit_id=visit_id).select_related("participant").order_by("pk"),
     visit_id=int,
@@ -523,8 +543,11 @@ def _waiting(visit: VisitSession, participant_id: int) -> Presence:
 @transaction.atomic
 def visit_admit(*, visit_id: int, by_participant_id: int, user: User, participant_id: int) -> list[Push]:
     """The practitioner lets the waiting patient in: the visit (its encounter and the appointment) starts."""
-    # The first admit starts the encounter of the appointment's patient at its establishment: read with the lock.
-    visit = _lock(visit_id, "appointment__patient", "appointment__establishment")
+    # The first admit starts the encounter of the appointment's patient at its establishment: read with the lock,
+    # and whether a recording is running or asked for (the admitted patient is told of it).
+    visit = _ADMIT_LOCK.first(visit_id=visit_id)
+    if visit is None:
+        raise VisitSession.DoesNotExist("no such visit")
     if visit.status == VisitStatus.ENDED:
         raise ActionError("ended")
     hosts, in_call = _hosts(visit)
@@ -554,7 +577,14 @@ def visit_admit(*, visit_id: int, by_participant_id: int, user: User, participan
     hosts_user_ids = [h.user_id for h in hosts if h.active and h.user_id is not None]
     # The patient first: its media waits on this message; the day lists' update can come a moment later.
     return [
-        Push({"type": "room.admitted", "connection": presence.connection}, channel=presence.channel_name),
+        Push(
+            {
+                "type": "room.admitted",
+                "connection": presence.connection,
+                "recording": bool(cast(Any, visit).recording_live),
+            },
+            channel=presence.channel_name,
+        ),
         Push(
             {
                 "type": "room.event",

@@ -12,6 +12,7 @@ import time
 import pytest
 import pytest_asyncio
 from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
 from django.db import connections
 from django.utils import timezone
 
@@ -30,7 +31,8 @@ from tests.video.signalling_support import (
     socket,
 )
 from tests.video.test_signalling import _in_call
-from video.models import Recording, RecordingStatus
+from video import recording as recordings
+from video.models import Presence, Recording, RecordingStatus
 from video.protocol import MAX_SDP, CloseCode
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.asyncio]
@@ -318,6 +320,57 @@ async def test_a_patient_let_in_again_during_a_recording_is_told(visit, cookies)
     assert again["recording"] == started["recording"]
     await doctor.send_to(text_data=frame("recording_stop"))
     await receive_until(back, "recording_stopped")
+    await _settled(started["recording"])
+    await doctor.disconnect()
+    await back.disconnect()
+
+
+async def test_a_recording_begun_after_the_admit_looked_is_still_shown(visit, cookies):
+    # The admit says whether a recording was running when it was decided. One that began after that, whose event
+    # reached the waiting room before the admission did, is looked up once the patient is in.
+    doctor, patient, _doctor_id, patient_id = await _in_call(visit, cookies)
+    await patient.send_to(text_data=frame("leave"))
+    await receive_until(doctor, "peer_left")
+    back = socket(visit.path, cookies["patient"])
+    assert (await back.connect())[0]
+    assert (await receive_until(back, "welcome"))["state"] == "waiting"
+    await receive_until(doctor, "waiting")
+    await doctor.send_to(text_data=frame("recording_start", kind="audio"))
+    started = await receive_until(doctor, "recording_started", timeout=30)  # aiortc loads with the first recorder
+    presence = await Presence.objects.aget(participant_id=patient_id)
+    await get_channel_layer().send(
+        presence.channel_name, {"type": "room.admitted", "connection": presence.connection, "recording": False}
+    )
+    await receive_until(back, "admitted")
+    shown = await receive_until(back, "recording_started")
+    assert shown["recording"] == started["recording"]
+    await doctor.send_to(text_data=frame("recording_stop"))
+    await _settled(started["recording"])
+    await doctor.disconnect()
+    await back.disconnect()
+
+
+async def test_with_nothing_recorded_the_admitted_patient_costs_no_more_queries(visit, cookies, monkeypatch):
+    asked = []
+    real = recordings.live_recording_event
+    monkeypatch.setattr(recordings, "live_recording_event", lambda **kwargs: asked.append(kwargs) or real(**kwargs))
+    doctor, patient, _doctor_id, patient_id = await _in_call(visit, cookies)
+    await doctor.send_to(text_data=frame("chat", text="Buenos días"))
+    await receive_until(patient, "chat")
+    assert asked == []
+    # While a recording runs, the admitted patient is told (the admit said so).
+    await patient.send_to(text_data=frame("leave"))
+    await receive_until(doctor, "peer_left")
+    await doctor.send_to(text_data=frame("recording_start", kind="audio"))
+    started = await receive_until(doctor, "recording_started", timeout=30)
+    back = socket(visit.path, cookies["patient"])
+    assert (await back.connect())[0]
+    await receive_until(doctor, "waiting")
+    await doctor.send_to(text_data=frame("admit", participant=patient_id))
+    await receive_until(back, "admitted")
+    assert (await receive_until(back, "recording_started"))["recording"] == started["recording"]
+    assert len(asked) == 1
+    await doctor.send_to(text_data=frame("recording_stop"))
     await _settled(started["recording"])
     await doctor.disconnect()
     await back.disconnect()
