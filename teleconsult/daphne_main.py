@@ -112,7 +112,11 @@ def main() -> None:
     defer_autobahn_debug_values()
     from daphne.cli import CommandLineInterface
 
-    CommandLineInterface.entrypoint()
+    from teleconsult.daphne_server import DrainingServer
+
+    cli = CommandLineInterface()
+    cli.server_class = DrainingServer  # SIGTERM closes the websockets and drains them before exiting
+    cli.run(sys.argv[1:])
 
 
 if __name__ == "__main__":

@@ -177,6 +177,14 @@ class VisitConsumer(RecordingMixin, AsyncWebsocketConsumer):
             raise ValueError(f"No handler for message type {message['type']}")
         await handler(message)
 
+    async def websocket_disconnect(self, message: dict[str, Any]) -> None:
+        # channels' handler (this consumer keeps no `groups` for it to discard) without its close_old_connections
+        # hop after disconnect(), for the reason given in dispatch. When a stopping daphne closes every websocket at
+        # once (teleconsult/daphne_server.py) that hop queued behind all the departures on the sync thread, so no
+        # consumer ended before the last departure was written.
+        await self.disconnect(message["code"])
+        raise StopConsumer()
+
     @staticmethod
     def _public(peer: dict[str, Any]) -> dict[str, Any]:
         return {"participant": peer["participant"], "role": peer["role"]}

@@ -68,6 +68,15 @@ def daphne_processes(
 ) -> Iterator[list[int]]:
     """`count` daphne processes on 127.0.0.1 sharing this test's database and Redis; yields their ports once each
     answers /healthz. With `log`, their stderr (daphne's and the application's log) goes to that file."""
+    with running_daphnes(count, redis_url=redis_url, extra_env=extra_env, log=log) as running:
+        yield [port for port, _process in running]
+
+
+@contextlib.contextmanager
+def running_daphnes(
+    count: int, *, redis_url: str, extra_env: Mapping[str, str] | None = None, log: Path | None = None
+) -> Iterator[list[tuple[int, subprocess.Popen[bytes]]]]:
+    """daphne_processes, yielding each port with its process (for a test that signals a process itself)."""
     env = daphne_env(redis_url, extra_env)
     ports = [free_port() for _ in range(count)]
     stderr = log.open("ab") if log is not None else None
@@ -85,7 +94,7 @@ def daphne_processes(
     try:
         for port, process in zip(ports, processes, strict=True):
             _wait_until_healthy(port, process)
-        yield ports
+        yield list(zip(ports, processes, strict=True))
     finally:
         for process in processes:
             if process.poll() is None:
