@@ -33,12 +33,26 @@ class PooledRedisChannelLayer(RedisChannelLayer):
     (docs/benchmarks.md). Channels of other processes go through Redis exactly as before. Messages are
     serialised and read back even when local, so a receiver never shares objects with the sender.
     A single reader task per process empties the Redis inbox into the consumers' buffers.
+
+    Liveness: while it has consumers, each process writes the time into the Redis hash `<prefix>:processes` under
+    its client prefix every `heartbeat_interval` seconds, the first time before it hands out a channel name. A
+    process killed outright (SIGKILL, out of memory, its machine lost) never runs its consumers' disconnect();
+    the periodic sweep finds its channels by that prefix and its silence in the hash (video.services).
     """
 
-    def __init__(self, *, max_connections: int = 50, pool_timeout: float = 10.0, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        max_connections: int = 50,
+        pool_timeout: float = 10.0,
+        heartbeat_interval: float = 10.0,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.max_connections = max_connections
         self.pool_timeout = pool_timeout
+        self.heartbeat_interval = heartbeat_interval
+        self._heartbeat: asyncio.Task[None] | None = None
         # "<client prefix>!" is in every process-specific channel name this instance makes, and in no other
         # (the prefix is a random UUID per instance).
         self._local_marker = self.client_prefix + "!"
@@ -84,6 +98,14 @@ class PooledRedisChannelLayer(RedisChannelLayer):
 
     async def new_channel(self, prefix: str = "specific") -> str:
         channel: str = await super().new_channel(prefix)
+        heartbeat = self._heartbeat
+        if heartbeat is None or heartbeat.done() or heartbeat.get_loop() is not asyncio.get_running_loop():
+            # Beat once before the name is handed out: no presence ever names a channel of a process the sweep
+            # has not seen alive (one it has never seen is left alone, as processes of an older release are).
+            # With Redis unreachable the consumer still gets its channel (local delivery works without Redis);
+            # the beats that follow try again.
+            await self._beat_logged()
+            self._heartbeat = asyncio.get_running_loop().create_task(self._beat_forever())
         self._live.add(channel)
         return channel
 
@@ -162,7 +184,11 @@ class PooledRedisChannelLayer(RedisChannelLayer):
         self._readers[inbox] = loop.create_task(self._read_inbox(inbox))
 
     def _stop_readers(self) -> None:
-        for reader in self._readers.values():
+        # The heartbeat stops with the readers, when the process has no consumer left: a process without
+        # connections has none to lose, and its next new_channel() beats again before handing out a name.
+        tasks = [*self._readers.values(), *([self._heartbeat] if self._heartbeat is not None else [])]
+        self._heartbeat = None
+        for reader in tasks:
             # A reader of a loop that has been closed (a test's, an async_to_sync call's) is gone with it;
             # cancelling would schedule a callback on that closed loop and fail.
             if not reader.get_loop().is_closed():
@@ -190,9 +216,48 @@ class PooledRedisChannelLayer(RedisChannelLayer):
             for name in channel if isinstance(channel, list) else [channel]:
                 self._deliver(name, message)
 
+    # --- Liveness ---
+
+    def _processes_key(self) -> str:
+        return f"{self.prefix}:processes"
+
+    async def _beat(self) -> None:
+        await self.connection(0).hset(self._processes_key(), self.client_prefix, repr(time.time()))
+
+    async def _beat_logged(self) -> None:
+        try:
+            await self._beat()
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # Redis unreachable: the next beat tries again; the sweep's margin covers a few
+            logger.warning("the channel layer's liveness beat failed", exc_info=True)
+
+    async def _beat_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.heartbeat_interval)
+            await self._beat_logged()
+
+    async def processes_seen(self) -> dict[str, float]:
+        """Client prefix → when that process last beat (a Unix time), for every process that ever beat."""
+        beats = await self.connection(0).hgetall(self._processes_key())
+        return {name.decode(): float(seen) for name, seen in beats.items()}
+
+    async def processes_forget(self, *, before: float) -> None:
+        """Drop the beats older than `before` (processes long gone, whose channels were swept long ago)."""
+        old = [name for name, seen in (await self.processes_seen()).items() if seen < before]
+        if old:
+            await self.connection(0).hdel(self._processes_key(), *old)
+
     async def close_pools(self) -> None:
         self._stop_readers()
         await super().close_pools()
+
+
+def process_of(channel: str) -> str:
+    """The client prefix of the process that made a channel name ("specific.<prefix>!<suffix>"); "" for a named
+    channel."""
+    head, marker, _suffix = channel.partition("!")
+    return head.rpartition(".")[2] if marker else ""
 
 
 _GROUP_SEND_LUA = """

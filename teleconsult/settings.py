@@ -187,6 +187,13 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Channel layer: Redis when REDIS_URL is set, in-memory otherwise (single process only). ---
 REDIS_URL = env_url("REDIS_URL", ("redis", "rediss", "unix"))
+# Liveness of daphne processes (Redis layer only): each beats this often while it has connections, and the
+# periodic sweep treats the connections of one silent for CHANNEL_LAYER_PROCESS_LOST_SECONDS as dropped
+# (docs/signalling.md). Generous on purpose: a live process taken for dead would drop everyone on it.
+CHANNEL_LAYER_HEARTBEAT_SECONDS = env_int("CHANNEL_LAYER_HEARTBEAT_SECONDS", 10, minimum=1, maximum=60)
+CHANNEL_LAYER_PROCESS_LOST_SECONDS = env_int("CHANNEL_LAYER_PROCESS_LOST_SECONDS", 30, minimum=2, maximum=3600)
+if CHANNEL_LAYER_PROCESS_LOST_SECONDS < 2 * CHANNEL_LAYER_HEARTBEAT_SECONDS:
+    raise ConfigError("CHANNEL_LAYER_PROCESS_LOST_SECONDS must be at least twice CHANNEL_LAYER_HEARTBEAT_SECONDS.")
 if REDIS_URL:
     # The core layer (not pub/sub): queued per-channel delivery with capacity limits and group expiry,
     # which the signalling consumer and the workers rely on; see docs/decisions.md.
@@ -210,6 +217,8 @@ if REDIS_URL:
                 # Connections per process; a send that finds them all busy waits for one (up to pool_timeout).
                 "max_connections": env_int("CHANNEL_LAYER_MAX_CONNECTIONS", 50, minimum=4, maximum=1000),
                 "pool_timeout": 10.0,
+                # Each process with connections says it is alive this often (the sweep's liveness signal).
+                "heartbeat_interval": CHANNEL_LAYER_HEARTBEAT_SECONDS,
             },
         }
     }

@@ -1,3 +1,5 @@
+import datetime as dt
+
 from django.apps import AppConfig
 
 
@@ -8,12 +10,42 @@ class VideoConfig(AppConfig):
         from records.signals import consent_revoked, encounter_page_sections, patient_anonymised
         from scheduling.signals import periodic_upkeep
 
+        # In this order: the connections of a dead process become drops first, so that the same run ends the visits
+        # they leave abandoned and announces their departures once their grace is over.
+        periodic_upkeep.connect(_drop_lost_connections, dispatch_uid="video.drop_lost_connections")
         periodic_upkeep.connect(_finish_abandoned_visits, dispatch_uid="video.finish_abandoned_visits")
         periodic_upkeep.connect(_announce_departures, dispatch_uid="video.announce_departures")
         periodic_upkeep.connect(_fail_lost_recordings, dispatch_uid="video.fail_lost_recordings")
         consent_revoked.connect(_stop_recordings_on_revocation, dispatch_uid="video.stop_recordings_on_revocation")
         patient_anonymised.connect(_destroy_recordings_past_retention, dispatch_uid="video.destroy_recordings")
         encounter_page_sections.connect(_encounter_recordings, dispatch_uid="video.encounter_recordings")
+
+
+def _drop_lost_connections(*, now: dt.datetime | None = None, **_: object) -> None:
+    """Connections of a daphne process that died without running their disconnect (its liveness beat stopped)."""
+    import time
+
+    from asgiref.sync import async_to_sync
+    from channels.layers import get_channel_layer
+
+    from video.services import visits_drop_lost_connections
+
+    layer = get_channel_layer()
+    if not hasattr(layer, "processes_seen"):  # the in-memory layer: a single process, this one
+        return
+    seen = async_to_sync(layer.processes_seen)()
+    lost = visits_drop_lost_connections(
+        processes_seen={name: dt.datetime.fromtimestamp(at, tz=dt.UTC) for name, at in seen.items()}, now=now
+    )
+    for push in lost.pushes:
+        if push.channel:
+            async_to_sync(layer.send)(push.channel, push.message)
+        else:
+            async_to_sync(layer.group_send)(push.group, push.message)
+    for group, channel in lost.discards:  # otherwise members until the group's expiry, sent to for nothing
+        async_to_sync(layer.group_discard)(group, channel)
+    # Beats of processes gone for longer than group membership lasts: nothing of theirs is left to sweep.
+    async_to_sync(layer.processes_forget)(before=time.time() - layer.group_expiry)
 
 
 def _finish_abandoned_visits(**_: object) -> None:
@@ -75,8 +107,6 @@ def _stop_recordings_on_revocation(*, patient_id: int, kind: str, **_: object) -
 def _destroy_recordings_past_retention(*, patient_id: int, now: object, **_: object) -> None:
     """The patient's record is anonymised past retention (SEC-5): their recordings' files and keys are destroyed in
     the same transaction; the rows stay as the trace."""
-    import datetime as dt
-
     from video.recording import recordings_destroy_past_retention
 
     assert isinstance(now, dt.datetime)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -33,6 +34,7 @@ from records.models import ParticipantRole as EncounterRole
 from scheduling.joinlinks import join_link_window, participant_from_link_session
 from scheduling.models import Appointment, AppointmentParticipant, AppointmentStatus, ParticipantRole, ServiceType
 from scheduling.visits import appointment_finish_visit, appointment_start_visit
+from teleconsult.channel_layer import process_of
 from teleconsult.prepared import PreparedRead
 from video.models import (
     LIVE_RECORDING_STATES,
@@ -641,14 +643,25 @@ def _peer_left(visit: VisitSession, participant_id: int) -> Push:
 
 
 @transaction.atomic
-def visit_leave(*, visit_id: int, participant_id: int, connection: int, user: User | None, explicit: bool) -> Left:
+def visit_leave(
+    *,
+    visit_id: int,
+    participant_id: int,
+    connection: int,
+    user: User | None,
+    explicit: bool,
+    lost_at: dt.datetime | None = None,
+) -> Left:
     """A connection ends (a "leave" message or a dropped websocket). Only the participant's latest connection
-    counts: a tab replaced by a newer one leaves nothing behind."""
+    counts: a tab replaced by a newer one leaves nothing behind.
+
+    `lost_at`: the connection's daphne process died without running its disconnect (visits_drop_lost_connections);
+    the drop counts from when that process was last seen alive."""
     visit = _lock(visit_id)
     presence = visit.presences.select_related("participant").filter(participant_id=participant_id).first()
     if presence is None or presence.connection != connection or presence.state not in LIVE_STATES:
         return Left([], False, current=False)
-    now = timezone.now()
+    now = lost_at or timezone.now()
     was_waiting = presence.state == PresenceState.WAITING
     # Dropped (not left on purpose) after being let in: may come back without waiting again (a reconnect).
     admitted = presence.state == PresenceState.CONNECTED and visit.status == VisitStatus.IN_PROGRESS
@@ -672,8 +685,11 @@ def visit_leave(*, visit_id: int, participant_id: int, connection: int, user: Us
         visit.appointment,
         user,
         participant=participant_id,
+        # A lost process's connections are dropped by the sweep: the system's act, said so in the trail.
+        system=lost_at is not None,
         explicit=explicit,
         connection=connection,
+        **cast(dict[str, Any], {"process_lost": True} if lost_at is not None else {}),
     )
     return Left(
         [
@@ -712,6 +728,51 @@ def visits_announce_departures(*, now: dt.datetime | None = None) -> list[Push]:
     for visit_id, participant_id, number in overdue.values_list("visit_id", "participant_id", "connection"):
         pushes += visit_departure_announce(visit_id=visit_id, participant_id=participant_id, connection=number)
     return pushes
+
+
+def process_lost_after() -> dt.timedelta:
+    return dt.timedelta(seconds=settings.CHANNEL_LAYER_PROCESS_LOST_SECONDS)
+
+
+@dataclass
+class LostConnections:
+    pushes: list[Push]
+    # (group, channel) memberships of the lost connections, for the channel layer to discard.
+    discards: list[tuple[str, str]]
+
+
+def visits_drop_lost_connections(
+    *, processes_seen: Mapping[str, dt.datetime], now: dt.datetime | None = None
+) -> LostConnections:
+    """For the periodic sweep: the connections of a daphne process that stopped beating (killed outright, out of
+    memory, its machine lost) never ran their disconnect. Each is handled as a drop when that process was last
+    seen: the grace, the announcement (visits_announce_departures) and the end of an abandoned visit follow as
+    for any drop. `processes_seen`: client prefix → last beat (teleconsult.channel_layer); a channel of a process
+    missing from it (one that never beat, e.g. of an older release) is left alone, as is one of a live process."""
+    now = now or timezone.now()
+    dead = {name: seen for name, seen in processes_seen.items() if seen < now - process_lost_after()}
+    lost = LostConnections([], [])
+    if not dead:
+        return lost
+    live = Presence.objects.filter(state__in=LIVE_STATES).values_list(
+        "visit_id", "participant_id", "connection", "channel_name"
+    )
+    for visit_id, participant_id, number, channel in list(live):
+        seen = dead.get(process_of(channel))
+        if seen is None:
+            continue
+        left = visit_leave(
+            visit_id=visit_id, participant_id=participant_id, connection=number, user=None, explicit=False, lost_at=seen
+        )
+        if not left.current:  # a newer connection took the presence meanwhile
+            continue
+        lost.pushes += left.pushes
+        lost.discards.append((visit_group(visit_id), channel))
+        if not left.announce_later:  # as the consumer does for a departure told at once
+            from video.recording import recording_participant_left  # the recording module builds on this one
+
+            lost.pushes += recording_participant_left(visit_id=visit_id, participant_id=participant_id)
+    return lost
 
 
 def _finish(visit: VisitSession, *, by: User | None, ended_at: dt.datetime, reason: str) -> list[Push]:
