@@ -93,6 +93,24 @@ def _sweep_thread(fn: Any) -> Any:
     return asyncio.to_thread(run)
 
 
+def _sweep_once_dead(*, alive: str, dead: str) -> None:
+    """The periodic sweep's drop and announcement, once process `alive` has beaten more than the margin (2 s) after
+    `dead`'s last beat. It runs "at" the live process's last beat, so that one counts as alive however busy this
+    machine is, and the other as dead; the announcement as it would once the grace is over."""
+    deadline = time.monotonic() + 60
+    while True:
+        beats = _beats()
+        if beats[alive] - beats[dead] > 2.5:
+            break
+        assert time.monotonic() < deadline, "the live process stopped beating"
+        time.sleep(0.2)
+    now = dt.datetime.fromtimestamp(beats[alive], tz=dt.UTC)
+    _drop_lost_connections(now=now)
+    layer = get_channel_layer()
+    for push in visits_announce_departures(now=now + dt.timedelta(seconds=10)):
+        async_to_sync(layer.group_send)(push.group, push.message)
+
+
 def test_connections_of_a_killed_process_are_dropped(personas, settings, redis_url):
     settings.VIDEO_RECONNECT_GRACE_SECONDS = 2
     settings.CHANNEL_LAYER_PROCESS_LOST_SECONDS = 2
@@ -115,23 +133,7 @@ def test_connections_of_a_killed_process_are_dropped(personas, settings, redis_u
                 os.killpg(process_b.pid, signal.SIGKILL)
                 process_b.wait(10)
 
-                def sweep() -> None:
-                    # Until process A has beaten more than the margin after B's last beat; the sweep then runs
-                    # "at" A's last beat, so A counts as alive however busy this machine is, and B as dead.
-                    deadline = time.monotonic() + 60
-                    while True:
-                        beats = _beats()
-                        if beats[process_a] - beats[process_b_name] > 2.5:
-                            break
-                        assert time.monotonic() < deadline, "process A stopped beating"
-                        time.sleep(0.2)
-                    now = dt.datetime.fromtimestamp(beats[process_a], tz=dt.UTC)
-                    _drop_lost_connections(now=now)
-                    layer = get_channel_layer()
-                    for push in visits_announce_departures(now=now + dt.timedelta(seconds=10)):
-                        async_to_sync(layer.group_send)(push.group, push.message)
-
-                await _sweep_thread(sweep)
+                await _sweep_thread(lambda: _sweep_once_dead(alive=process_a, dead=process_b_name))
                 assert (await _next(doctor, "peer_left"))["participant"] == patient_id
 
                 def check() -> None:
@@ -157,6 +159,54 @@ def test_connections_of_a_killed_process_are_dropped(personas, settings, redis_u
 
                 await _sweep_thread(check)
                 await doctor.close()
+
+        run_in_own_loop(scenario)
+
+
+def test_a_patient_waiting_on_a_killed_process_leaves_the_waiting_list(personas, settings, redis_url):
+    settings.CHANNEL_LAYER_PROCESS_LOST_SECONDS = 2
+    visit = make_visit(personas)
+    doctor_cookie, patient_cookie = signed_in_cookie(personas.practitioner), signed_in_cookie(personas.patient)
+    connections.close_all()
+    path = f"/ws/visit/{visit.appointment.public_id}/"
+    with running_daphnes(2, redis_url=redis_url, extra_env=DAPHNE_ENV) as [(port_a, _a), (port_b, process_b)]:
+
+        def connect(http: aiohttp.ClientSession, path: str, cookie: str, port: int) -> Any:
+            return http.ws_connect(
+                f"ws://127.0.0.1:{port}{path}", headers={"Cookie": cookie, "Origin": f"http://127.0.0.1:{port}"}
+            )
+
+        async def scenario() -> None:
+            async with aiohttp.ClientSession() as http:
+                waiting_list = await connect(http, "/ws/waiting/", doctor_cookie, port_a)
+                assert (await _next(waiting_list, "waiting_list"))["visits"] == []
+                doctor = await connect(http, path, doctor_cookie, port_a)
+                await _next(doctor, "welcome")
+                patient = await connect(http, path, patient_cookie, port_b)
+                patient_id = (await _next(patient, "welcome"))["participant"]
+                assert (await _next(doctor, "waiting"))["participant"] == patient_id
+                assert len((await _next(waiting_list, "waiting_list"))["visits"]) == 1
+
+                channels = await _sweep_thread(
+                    lambda: dict(
+                        Presence.objects.filter(visit__appointment=visit.appointment).values_list(
+                            "participant_id", "channel_name"
+                        )
+                    )
+                )
+                alive = process_of(next(channel for pid, channel in channels.items() if pid != patient_id))
+                os.killpg(process_b.pid, signal.SIGKILL)
+                process_b.wait(10)
+                await _sweep_thread(lambda: _sweep_once_dead(alive=alive, dead=process_of(channels[patient_id])))
+
+                assert (await _next(doctor, "peer_left"))["participant"] == patient_id
+                assert (await _next(waiting_list, "waiting_list"))["visits"] == []
+                state = await _sweep_thread(
+                    lambda: Presence.objects.get(visit__appointment=visit.appointment, participant_id=patient_id).state
+                )
+                assert state == PresenceState.LEFT
+                await doctor.close()
+                await waiting_list.close()
 
         run_in_own_loop(scenario)
 
