@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -14,7 +15,9 @@ import time
 import urllib.request
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
+import aiohttp
 from django.conf import settings
 from django.db import connection, connections
 
@@ -109,3 +112,13 @@ def running_daphnes(
         if stderr is not None:
             stderr.close()
         connections.close_all()
+
+
+async def next_frame(ws: aiohttp.ClientWebSocketResponse, kind: str, timeout: float = 10) -> dict[str, Any]:
+    """The next frame of `kind` on a client's websocket to one of these processes, skipping the others."""
+    while True:
+        message = await ws.receive(timeout=timeout)
+        assert message.type == aiohttp.WSMsgType.TEXT, message
+        data = json.loads(message.data)
+        if data["type"] == kind:
+            return dict(data)

@@ -19,8 +19,8 @@ import pytest
 from django.db import connections
 
 from tests.teleconsult.support import run_in_own_loop
-from tests.video.daphne_processes import daphne_processes
-from tests.video.signalling_support import make_visit, signed_in_cookie
+from tests.video.daphne_processes import daphne_processes, next_frame
+from tests.video.signalling_support import frame, make_visit, signed_in_cookie
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.redis]
 
@@ -88,19 +88,6 @@ class RawSocket:
         self.sock.close()
 
 
-def _frame(kind: str, **fields: Any) -> str:
-    return json.dumps({"v": 1, "type": kind, **fields})
-
-
-async def _next(ws: aiohttp.ClientWebSocketResponse, kind: str, timeout: float = 10) -> dict[str, Any]:
-    while True:
-        message = await ws.receive(timeout=timeout)
-        assert message.type == aiohttp.WSMsgType.TEXT, message
-        data = json.loads(message.data)
-        if data["type"] == kind:
-            return data
-
-
 def test_relaying_to_a_socket_that_just_closed_is_quiet_and_its_departure_still_counts(personas, daphne_with_log):
     port, log = daphne_with_log
     visit = make_visit(personas)
@@ -114,32 +101,32 @@ def test_relaying_to_a_socket_that_just_closed_is_quiet_and_its_departure_still_
             doctor = await http.ws_connect(
                 f"ws://127.0.0.1:{port}{path}", headers={"Cookie": doctor_cookie, "Origin": f"http://127.0.0.1:{port}"}
             )
-            doctor_id = (await _next(doctor, "welcome"))["participant"]
+            doctor_id = (await next_frame(doctor, "welcome"))["participant"]
             patient = await asyncio.to_thread(RawSocket, port, path, patient_cookie)
             patient_id = (await asyncio.to_thread(patient.next, "welcome"))["participant"]
-            await _next(doctor, "waiting")
-            await doctor.send_str(_frame("admit", participant=patient_id))
+            await next_frame(doctor, "waiting")
+            await doctor.send_str(frame("admit", participant=patient_id))
             await asyncio.to_thread(patient.next, "admitted")
-            await _next(doctor, "peer_joined")
+            await next_frame(doctor, "peer_joined")
             # The patient's page stops reading while the practitioner's offers pile up on its connection (more
             # than the kernel's buffers hold), then its browser closes the websocket: the server answers the close
             # but cannot finish closing the TCP connection before the data ahead of it went out.
             for _ in range(80):
-                await doctor.send_str(_frame("offer", to=patient_id, sdp=BIG_SDP))
-            await doctor.send_str(_frame("chat", text="¿Me escucha?"))
-            await _next(doctor, "chat")  # every offer was taken by the server before this
+                await doctor.send_str(frame("offer", to=patient_id, sdp=BIG_SDP))
+            await doctor.send_str(frame("chat", text="¿Me escucha?"))
+            await next_frame(doctor, "chat")  # every offer was taken by the server before this
             await asyncio.to_thread(patient.send_close)
             await asyncio.sleep(0.5)
             # Relayed to the patient's consumer, whose socket is closed but whose disconnect has not come yet.
-            await doctor.send_str(_frame("offer", to=patient_id, sdp="v=0\r\n"))
-            await doctor.send_str(_frame("chat", text="¿Sigue ahí?"))
-            assert (await _next(doctor, "chat"))["text"] == "¿Sigue ahí?"
+            await doctor.send_str(frame("offer", to=patient_id, sdp="v=0\r\n"))
+            await doctor.send_str(frame("chat", text="¿Sigue ahí?"))
+            assert (await next_frame(doctor, "chat"))["text"] == "¿Sigue ahí?"
             await asyncio.sleep(0.5)
             # The connection is gone for good: the patient's departure reaches the practitioner after the grace.
             patient.abort()
-            assert (await _next(doctor, "peer_left"))["participant"] == patient_id
-            await doctor.send_str(_frame("chat", text="Se fue"))
-            assert (await _next(doctor, "chat"))["text"] == "Se fue"
+            assert (await next_frame(doctor, "peer_left"))["participant"] == patient_id
+            await doctor.send_str(frame("chat", text="Se fue"))
+            assert (await next_frame(doctor, "chat"))["text"] == "Se fue"
             assert doctor_id
             await doctor.close()
 

@@ -23,7 +23,8 @@ from django.db import connections
 from bench._visits import BookedVisit, build_visits
 from teleconsult.daphne_server import GOING_AWAY
 from tests.teleconsult.support import run_in_own_loop
-from tests.video.daphne_processes import running_daphnes
+from tests.video.daphne_processes import next_frame, running_daphnes
+from tests.video.signalling_support import frame
 from video.models import Presence, PresenceState
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.redis]
@@ -41,30 +42,17 @@ def daphne(redis_url, tmp_path) -> Iterator[tuple[int, subprocess.Popen[bytes], 
         yield port, process, log
 
 
-def _frame(kind: str, **fields: Any) -> str:
-    return json.dumps({"v": 1, "type": kind, **fields})
-
-
-async def _next(ws: aiohttp.ClientWebSocketResponse, kind: str) -> dict[str, Any]:
-    while True:
-        message = await ws.receive(timeout=20)
-        assert message.type == aiohttp.WSMsgType.TEXT, message
-        data = json.loads(message.data)
-        if data["type"] == kind:
-            return data
-
-
 async def _in_call(http: aiohttp.ClientSession, port: int, visit: BookedVisit) -> tuple[Any, Any, int, int]:
     url = f"ws://127.0.0.1:{port}{visit.path}"
     origin = {"Origin": f"http://127.0.0.1:{port}"}
     doctor = await http.ws_connect(url, headers={"Cookie": visit.doctor_cookie, **origin})
-    doctor_id = (await _next(doctor, "welcome"))["participant"]
+    doctor_id = (await next_frame(doctor, "welcome", timeout=20))["participant"]
     patient = await http.ws_connect(url, headers={"Cookie": visit.patient_cookie, **origin})
-    patient_id = (await _next(patient, "welcome"))["participant"]
-    await _next(doctor, "waiting")
-    await doctor.send_str(_frame("admit", participant=patient_id))
-    await _next(patient, "admitted")
-    await _next(doctor, "peer_joined")
+    patient_id = (await next_frame(patient, "welcome", timeout=20))["participant"]
+    await next_frame(doctor, "waiting", timeout=20)
+    await doctor.send_str(frame("admit", participant=patient_id))
+    await next_frame(patient, "admitted", timeout=20)
+    await next_frame(doctor, "peer_joined", timeout=20)
     return doctor, patient, doctor_id, patient_id
 
 
@@ -72,7 +60,7 @@ async def _relay_until_closed(ws: aiohttp.ClientWebSocketResponse, to: int, *, s
     """Answers every offer or answer from the other side with one of its own until the server closes the websocket:
     returns the code of the server's close frame, None when the connection ended without one."""
     if starts:
-        await ws.send_str(_frame("offer", to=to, sdp=SDP))
+        await ws.send_str(frame("offer", to=to, sdp=SDP))
     while True:
         message = await ws.receive(timeout=30)
         if message.type == aiohttp.WSMsgType.CLOSE:
@@ -83,7 +71,7 @@ async def _relay_until_closed(ws: aiohttp.ClientWebSocketResponse, to: int, *, s
         if kind in ("offer", "answer"):
             await asyncio.sleep(PACE_SECONDS)
             with contextlib.suppress(ConnectionResetError):  # the server may be closing this very moment
-                await ws.send_str(_frame("answer" if kind == "offer" else "offer", to=to, sdp=SDP))
+                await ws.send_str(frame("answer" if kind == "offer" else "offer", to=to, sdp=SDP))
 
 
 def test_sigterm_closes_the_busy_websockets_writes_each_departure_and_exits(daphne):

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import json
 import os
 import signal
 import time
@@ -23,8 +22,8 @@ from audit.actions import AuditAction
 from audit.models import AuditEvent
 from teleconsult.channel_layer import process_of
 from tests.teleconsult.support import run_in_own_loop
-from tests.video.daphne_processes import running_daphnes
-from tests.video.signalling_support import make_visit, signed_in_cookie
+from tests.video.daphne_processes import next_frame, running_daphnes
+from tests.video.signalling_support import frame, make_visit, signed_in_cookie
 from video.apps import _drop_lost_connections
 from video.models import Presence, PresenceState
 from video.services import visit_group, visits_announce_departures
@@ -33,19 +32,6 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.redis]
 
 # Processes that beat every second; the test process (the sweep) sets how long a silent one is taken for alive.
 DAPHNE_ENV = {"VIDEO_RECONNECT_GRACE_SECONDS": "2", "CHANNEL_LAYER_HEARTBEAT_SECONDS": "1"}
-
-
-async def _next(ws: aiohttp.ClientWebSocketResponse, kind: str) -> dict[str, Any]:
-    while True:
-        message = await ws.receive(timeout=20)
-        assert message.type == aiohttp.WSMsgType.TEXT, message
-        data = json.loads(message.data)
-        if data["type"] == kind:
-            return data
-
-
-def _frame(kind: str, **fields: Any) -> str:
-    return json.dumps({"v": 1, "type": kind, **fields})
 
 
 def _beats() -> dict[str, float]:
@@ -72,12 +58,12 @@ async def _in_call(http: aiohttp.ClientSession, visit: Any, cookies: tuple[str, 
                 f"ws://127.0.0.1:{port}{path}", headers={"Cookie": cookie, "Origin": f"http://127.0.0.1:{port}"}
             )
         )
-        await _next(sockets[-1], "welcome")
+        await next_frame(sockets[-1], "welcome", timeout=20)
     doctor, patient = sockets
-    patient_id = (await _next(doctor, "waiting"))["participant"]
-    await doctor.send_str(_frame("admit", participant=patient_id))
-    await _next(patient, "admitted")
-    await _next(doctor, "peer_joined")
+    patient_id = (await next_frame(doctor, "waiting", timeout=20))["participant"]
+    await doctor.send_str(frame("admit", participant=patient_id))
+    await next_frame(patient, "admitted", timeout=20)
+    await next_frame(doctor, "peer_joined", timeout=20)
     return doctor, patient, patient_id
 
 
@@ -134,7 +120,7 @@ def test_connections_of_a_killed_process_are_dropped(personas, settings, redis_u
                 process_b.wait(10)
 
                 await _sweep_thread(lambda: _sweep_once_dead(alive=process_a, dead=process_b_name))
-                assert (await _next(doctor, "peer_left"))["participant"] == patient_id
+                assert (await next_frame(doctor, "peer_left", timeout=20))["participant"] == patient_id
 
                 def check() -> None:
                     patient = Presence.objects.get(pk=patient_presence.pk)
@@ -179,13 +165,13 @@ def test_a_patient_waiting_on_a_killed_process_leaves_the_waiting_list(personas,
         async def scenario() -> None:
             async with aiohttp.ClientSession() as http:
                 waiting_list = await connect(http, "/ws/waiting/", doctor_cookie, port_a)
-                assert (await _next(waiting_list, "waiting_list"))["visits"] == []
+                assert (await next_frame(waiting_list, "waiting_list", timeout=20))["visits"] == []
                 doctor = await connect(http, path, doctor_cookie, port_a)
-                await _next(doctor, "welcome")
+                await next_frame(doctor, "welcome", timeout=20)
                 patient = await connect(http, path, patient_cookie, port_b)
-                patient_id = (await _next(patient, "welcome"))["participant"]
-                assert (await _next(doctor, "waiting"))["participant"] == patient_id
-                assert len((await _next(waiting_list, "waiting_list"))["visits"]) == 1
+                patient_id = (await next_frame(patient, "welcome", timeout=20))["participant"]
+                assert (await next_frame(doctor, "waiting", timeout=20))["participant"] == patient_id
+                assert len((await next_frame(waiting_list, "waiting_list", timeout=20))["visits"]) == 1
 
                 channels = await _sweep_thread(
                     lambda: dict(
@@ -199,8 +185,8 @@ def test_a_patient_waiting_on_a_killed_process_leaves_the_waiting_list(personas,
                 process_b.wait(10)
                 await _sweep_thread(lambda: _sweep_once_dead(alive=alive, dead=process_of(channels[patient_id])))
 
-                assert (await _next(doctor, "peer_left"))["participant"] == patient_id
-                assert (await _next(waiting_list, "waiting_list"))["visits"] == []
+                assert (await next_frame(doctor, "peer_left", timeout=20))["participant"] == patient_id
+                assert (await next_frame(waiting_list, "waiting_list", timeout=20))["visits"] == []
                 state = await _sweep_thread(
                     lambda: Presence.objects.get(visit__appointment=visit.appointment, participant_id=patient_id).state
                 )
@@ -235,8 +221,8 @@ def test_connections_of_live_processes_are_left_alone(personas, settings, redis_
                 left = await _sweep_thread(lambda: AuditEvent.objects.filter(action=AuditAction.VISIT_LEFT).count())
                 assert left == 0
                 # Still talking to each other across the processes.
-                await patient.send_str(_frame("chat", text="¿Me escucha?"))
-                assert (await _next(doctor, "chat"))["text"] == "¿Me escucha?"
+                await patient.send_str(frame("chat", text="¿Me escucha?"))
+                assert (await next_frame(doctor, "chat", timeout=20))["text"] == "¿Me escucha?"
                 await doctor.close()
                 await patient.close()
 

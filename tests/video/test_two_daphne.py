@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Iterator
-from typing import Any
 
 import aiohttp
 import pytest
@@ -15,8 +14,8 @@ from django.db import connections
 from records.models import Encounter, EncounterStatus
 from scheduling.models import AppointmentStatus
 from tests.teleconsult.support import run_in_own_loop
-from tests.video.daphne_processes import daphne_processes
-from tests.video.signalling_support import make_visit, signed_in_cookie
+from tests.video.daphne_processes import daphne_processes, next_frame
+from tests.video.signalling_support import frame, make_visit, signed_in_cookie
 from video.models import ChatMessage
 from video.protocol import CloseCode
 
@@ -34,24 +33,11 @@ def two_daphnes(redis_url, settings) -> Iterator[tuple[int, int]]:
         yield first, second
 
 
-async def _next(ws: aiohttp.ClientWebSocketResponse, kind: str) -> dict[str, Any]:
-    while True:
-        message = await ws.receive(timeout=10)
-        assert message.type == aiohttp.WSMsgType.TEXT, message
-        data = json.loads(message.data)
-        if data["type"] == kind:
-            return data
-
-
 async def _close_code(ws: aiohttp.ClientWebSocketResponse) -> int | None:
     while True:
         message = await ws.receive(timeout=10)
         if message.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.CLOSING):
             return ws.close_code
-
-
-def _frame(kind: str, **fields: Any) -> str:
-    return json.dumps({"v": 1, "type": kind, **fields})
 
 
 def test_patient_and_practitioner_on_different_processes(personas, two_daphnes):
@@ -68,30 +54,32 @@ def test_patient_and_practitioner_on_different_processes(personas, two_daphnes):
                 f"ws://127.0.0.1:{port_a}{path}",
                 headers={"Cookie": doctor_cookie, "Origin": f"http://127.0.0.1:{port_a}"},
             )
-            doctor_id = (await _next(doctor, "welcome"))["participant"]
+            doctor_id = (await next_frame(doctor, "welcome"))["participant"]
             patient = await http.ws_connect(
                 f"ws://127.0.0.1:{port_b}{path}",
                 headers={"Cookie": patient_cookie, "Origin": f"http://127.0.0.1:{port_b}"},
             )
-            welcome = await _next(patient, "welcome")
+            welcome = await next_frame(patient, "welcome")
             assert welcome["state"] == "waiting"
             patient_id = welcome["participant"]
             # The lobby event crosses from process B to the practitioner on process A.
-            assert (await _next(doctor, "waiting"))["participant"] == patient_id
-            await doctor.send_str(_frame("admit", participant=patient_id))
-            assert (await _next(patient, "admitted"))["peers"] == [{"participant": doctor_id, "role": "practitioner"}]
-            await _next(doctor, "peer_joined")
+            assert (await next_frame(doctor, "waiting"))["participant"] == patient_id
+            await doctor.send_str(frame("admit", participant=patient_id))
+            assert (await next_frame(patient, "admitted"))["peers"] == [
+                {"participant": doctor_id, "role": "practitioner"}
+            ]
+            await next_frame(doctor, "peer_joined")
 
-            await patient.send_str(_frame("offer", to=doctor_id, sdp=SDP))
-            assert await _next(doctor, "offer") == {"v": 1, "type": "offer", "sdp": SDP, "from": patient_id}
-            await doctor.send_str(_frame("answer", to=patient_id, sdp=SDP))
-            assert (await _next(patient, "answer"))["from"] == doctor_id
+            await patient.send_str(frame("offer", to=doctor_id, sdp=SDP))
+            assert await next_frame(doctor, "offer") == {"v": 1, "type": "offer", "sdp": SDP, "from": patient_id}
+            await doctor.send_str(frame("answer", to=patient_id, sdp=SDP))
+            assert (await next_frame(patient, "answer"))["from"] == doctor_id
             for index in range(20):
-                await doctor.send_str(_frame("ice", to=patient_id, candidate=f"candidate:{index} 1 udp 9 h 9 typ host"))
+                await doctor.send_str(frame("ice", to=patient_id, candidate=f"candidate:{index} 1 udp 9 h 9 typ host"))
             for index in range(20):
-                assert (await _next(patient, "ice"))["candidate"].startswith(f"candidate:{index} ")
-            await patient.send_str(_frame("chat", text="La escucho bien"))
-            assert (await _next(doctor, "chat"))["text"] == "La escucho bien"
+                assert (await next_frame(patient, "ice"))["candidate"].startswith(f"candidate:{index} ")
+            await patient.send_str(frame("chat", text="La escucho bien"))
+            assert (await next_frame(doctor, "chat"))["text"] == "La escucho bien"
 
             # A misbehaving patient client is closed on its process; the practitioner on the other carries on. The
             # patient comes back at once, to the other process: within the grace, so the practitioner hears it
@@ -102,7 +90,7 @@ def test_patient_and_practitioner_on_different_processes(personas, two_daphnes):
                 f"ws://127.0.0.1:{port_a}{path}",
                 headers={"Cookie": patient_cookie, "Origin": f"http://127.0.0.1:{port_a}"},
             )
-            assert (await _next(back, "welcome"))["state"] == "connected"
+            assert (await next_frame(back, "welcome"))["state"] == "connected"
             resumed = json.loads((await doctor.receive(timeout=10)).data)
             assert resumed == {
                 "v": 1,
@@ -112,19 +100,19 @@ def test_patient_and_practitioner_on_different_processes(personas, two_daphnes):
                 "resumed": True,
             }
             await asyncio.sleep(3)
-            await back.send_str(_frame("chat", text="Volví"))
+            await back.send_str(frame("chat", text="Volví"))
             assert json.loads((await doctor.receive(timeout=10)).data)["type"] == "chat"
             # Gone for good this time: process A's timer tells the practitioner after the grace.
             await back.close()
-            assert (await _next(doctor, "peer_left"))["participant"] == patient_id
+            assert (await next_frame(doctor, "peer_left"))["participant"] == patient_id
             back = await http.ws_connect(
                 f"ws://127.0.0.1:{port_b}{path}",
                 headers={"Cookie": patient_cookie, "Origin": f"http://127.0.0.1:{port_b}"},
             )
-            assert (await _next(back, "welcome"))["state"] == "connected"
-            assert "resumed" not in await _next(doctor, "peer_joined")
-            await doctor.send_str(_frame("end"))
-            assert (await _next(back, "end"))["reason"] == "ended"
+            assert (await next_frame(back, "welcome"))["state"] == "connected"
+            assert "resumed" not in await next_frame(doctor, "peer_joined")
+            await doctor.send_str(frame("end"))
+            assert (await next_frame(back, "end"))["reason"] == "ended"
             assert await _close_code(back) == CloseCode.ENDED
             assert await _close_code(doctor) == CloseCode.ENDED
 
