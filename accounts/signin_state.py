@@ -26,7 +26,7 @@ PENDING_VALID_SECONDS = 600
 LAST_ACTIVITY_KEY = "accounts_last_activity"
 BACKUP_CODES_KEY = "accounts_backup_codes_once"
 BACKUP_NEXT_KEY = "accounts_backup_codes_next"
-_BACKEND = "django.contrib.auth.backends.ModelBackend"
+_BACKEND = "accounts.sessions.AccountBackend"
 
 
 def session_user(session: SessionBase | None) -> AbstractBaseUser | AnonymousUser:

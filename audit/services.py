@@ -10,18 +10,17 @@ import ipaddress
 import json
 import re
 import uuid
-import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, TypedDict
 
-import psycopg
 from django.db import DEFAULT_DB_ALIAS, connections
 
 from audit.actions import AuditAction, Outcome, Purpose
 from audit.integrity import MAC_FIELDS, epoch_microseconds, mac_of_fields
 from audit.models import AuditEvent
 from teleconsult import request_context
+from teleconsult.prepared import statement_cursor
 
 # Keys whose values are always masked: an audit event records that a secret was involved, never the secret.
 _SECRET_KEY = re.compile(r"(pass|secret|token|otp|code|key|signature)", re.IGNORECASE)
@@ -30,8 +29,8 @@ _BIGINT_MIN, _BIGINT_MAX = -(2**63), 2**63 - 1
 
 # One statement, no ORM: the trail is written on every request that touches health data, so the write
 # path is kept short (docs/benchmarks.md). `txid` is left out: the database trigger sets it.
-# Bound server-side (and prepared by psycopg once a connection has run it a few times): Django's own
-# cursors bind client-side, which for sixteen parameters cost more CPU than the rest of record().
+# Bound server-side and prepared once per connection (teleconsult.prepared.statement_cursor): Django's own cursors
+# bind client-side, which for sixteen parameters cost more CPU than the rest of record(), and plan it every time.
 _INSERT_INTO = (
     "INSERT INTO audit_auditevent (event_uuid, occurred_at, action, outcome, actor_user_id, actor_role,"
     " actor_establishment_id, patient_id, object_type, object_id, purpose, source_address, user_agent,"
@@ -121,22 +120,6 @@ def _id(value: int | None, name: str) -> int | None:
     if value is None or (type(value) is int and _BIGINT_MIN <= value <= _BIGINT_MAX):
         return value
     raise AuditError(f"Audit field {name} must be an integer id or None.")
-
-
-# One server-binding psycopg cursor per psycopg connection, reused: a new cursor copies the connection's
-# adapter map, which costs as much as the rest of building the row. Weak keys: it goes with its connection.
-_cursors: weakref.WeakKeyDictionary[psycopg.Connection[Any], psycopg.Cursor[Any]] = weakref.WeakKeyDictionary()
-
-
-def _server_binding_cursor(db: Any) -> Any:
-    """A Django cursor wrapper (error translation, query logging, thread checks) around a psycopg cursor
-    that binds parameters on the server. Not used as a context manager: that would close the shared cursor."""
-    db.ensure_connection()
-    db.validate_thread_sharing()
-    raw = _cursors.get(db.connection)
-    if raw is None or raw.closed:
-        raw = _cursors[db.connection] = psycopg.Cursor(db.connection)
-    return db.make_debug_cursor(raw) if db.queries_logged else db.make_cursor(raw)
 
 
 def record(
@@ -232,7 +215,7 @@ def _write(db: Any, events: list[AuditEvent]) -> None:
     """One INSERT for the events, in their order (PostgreSQL numbers and returns the rows of a VALUES list in
     order, as Django's bulk_create relies on too)."""
     sql = _INSERT if len(events) == 1 else _INSERT_INTO + ", ".join([_ROW] * len(events)) + _RETURNING
-    cursor = _server_binding_cursor(db)
+    cursor = statement_cursor(db)
     cursor.execute(sql, [value for event in events for value in _parameters(event)])
     for event, (event_id, txid) in zip(events, cursor.fetchall(), strict=True):
         event.id, event.txid = event_id, txid

@@ -20,6 +20,7 @@ from audit.actions import AuditAction, Purpose
 from records.models import ConsentDecision, ConsentDocument, ConsentKind, ConsentMethod, Decision, Patient
 from records.models.consent import RECORDING_KINDS
 from records.signals import consent_revoked
+from teleconsult.prepared import statement_cursor
 
 MAX_SIGNATURE_BYTES = 200_000
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -222,9 +223,9 @@ def consent_states(
     """The standing of each consent kind for a patient at a moment, in one query."""
     at = at or timezone.now()
     kinds_list = [str(k) for k in kinds]
-    with connection.cursor() as cursor:
-        cursor.execute(_STATE_SQL, [patient_id, kinds_list, at, kinds_list])
-        rows = cursor.fetchall()
+    cursor = statement_cursor(connection)  # prepared: every visit join and every consent check runs it
+    cursor.execute(_STATE_SQL, [patient_id, kinds_list, at, kinds_list])
+    rows = cursor.fetchall()
     states = {kind: ConsentState(kind, False, "missing") for kind in kinds_list}
     for kind, decision, valid_until, version, current_version in rows:
         if decision == Decision.REVOKE:

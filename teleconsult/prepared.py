@@ -16,11 +16,14 @@ from __future__ import annotations
 
 import threading
 import uuid
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from django.db import connections
+from django.db.backends.postgresql.base import CursorDebugWrapper, ServerBindingCursor
+from django.db.backends.utils import CursorWrapper
 from django.db.models import Model, QuerySet
 from django.db.models.query import ModelIterable, get_related_populators
 from django.db.transaction import TransactionManagementError
@@ -30,8 +33,10 @@ M = TypeVar("M", bound=Model)
 # What the ORM's own iterable builds select_related objects with (typed loosely: its stubs follow a later Django).
 _related_populators: Any = get_related_populators
 
-# Stand-ins nobody stores: far outside any id sequence, a UUID in no generator's range, text with control characters.
-_INT_BASE = 0x5EED_0000_0000_0000
+# Stand-ins nobody stores: a UUID in no generator's range, text with control characters, and integers that still fit
+# a 32-bit column (the ORM turns a lookup of an integer outside its column's range into an empty result, with no SQL).
+# They are never sent to the database: they only show where each value lands among the query's parameters.
+_INT_BASE = 0x5EED_0000
 
 
 def _stand_in(kind: type, index: int) -> Any:
@@ -55,6 +60,64 @@ class _Compiled:
     populators: list[Any]
     annotations: dict[str, int]
     for_update: bool
+    converters: dict[int, Any]  # position → (the fields' from-database converters, expression), found once
+
+
+# Prepared only when asked: a threshold that nothing reaches (Django's own cursors bind on the client side and are
+# never prepared anyway; psycopg would otherwise prepare nothing, as Django turns preparing off).
+_PREPARE_ONLY_WHEN_ASKED = 2**31 - 1
+
+
+_ServerBindingCursor: Any = ServerBindingCursor  # defined by Django only with psycopg 3 (untyped there)
+
+
+class _PreparingCursor(_ServerBindingCursor):
+    """Django's server-binding cursor that prepares every statement it runs, once per connection."""
+
+    def execute(self, query: Any, params: Any = None, **kwargs: Any) -> Any:
+        return super().execute(query, params, prepare=True)
+
+
+class _DebugCursor(CursorDebugWrapper):
+    """Django's debug wrapper (DEBUG, tests capturing queries), logging the statement with its values: Django reads
+    them back from the cursor's last query, which psycopg does not keep for a prepared statement."""
+
+    def execute(self, sql: Any, params: Any = None) -> Any:
+        try:
+            logged = self.db.ops.compose_sql(sql, params) if params else sql
+        except Exception:  # a value the client side cannot render: the statement as written
+            logged = sql
+        with self.debug_sql(logged, params):
+            return CursorWrapper.execute(self, sql, params)  # the execute_wrappers, as for any statement
+
+
+# One such cursor per psycopg connection, reused: a new cursor copies the connection's adapter map, which costs about
+# what a short statement costs. Weak keys: it goes with its connection (a pooled one lives as long as the pool does).
+_cursors: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+
+
+def statement_cursor(connection: Any) -> Any:
+    """A cursor of `connection` (Django's wrapper: error translation, query logging, execute_wrappers, thread checks)
+    whose statements the server parses and plans once per connection and keeps: a pooled connection runs the same few
+    statements of the hot paths thousands of times, and planning them (0.2–0.8 ms each) cost more than running them.
+
+    For fixed SQL with parameters bound on the server (types follow the Python values: an int, a str, a UUID, a list
+    for `= ANY(%s)`). Not to be closed (no `with`): the cursor is shared by the connection's later statements."""
+    connection.close_if_health_check_failed()
+    connection.ensure_connection()
+    connection.validate_thread_sharing()
+    raw = connection.connection
+    cursor = _cursors.get(raw)
+    if cursor is None or cursor.closed:
+        if raw.prepare_threshold is None:
+            raw.prepare_threshold = _PREPARE_ONLY_WHEN_ASKED
+        # Made by Django's create_cursor (it sets the cursor's time zone as for any cursor of this connection).
+        factory, raw.cursor_factory = raw.cursor_factory, _PreparingCursor
+        try:
+            cursor = _cursors[raw] = connection.create_cursor()
+        finally:
+            raw.cursor_factory = factory
+    return _DebugCursor(cursor, connection) if connection.queries_logged else connection.make_cursor(cursor)
 
 
 class PreparedRead(Generic[M]):
@@ -86,6 +149,10 @@ class PreparedRead(Generic[M]):
         missing = set(stand_ins) - {name for _position, name in slots}
         if missing:
             raise ValueError(f"PreparedRead values not found among the query's parameters: {sorted(missing)}")
+        # What results_iter would look up at every call: which columns need converting, and with what.
+        columns = [column[0] for column in compiler.select[0 : compiler.col_count]]
+        if compiler.has_composite_fields(columns):
+            raise TypeError("PreparedRead does not read composite fields.")
         klass_info = compiler.klass_info
         select_fields = klass_info["select_fields"]
         start, end = select_fields[0], select_fields[-1] + 1
@@ -99,6 +166,7 @@ class PreparedRead(Generic[M]):
             populators=_related_populators(klass_info, compiler.select, alias),
             annotations=dict(compiler.annotation_col_map or {}),
             for_update=bool(queryset.query.select_for_update),
+            converters=compiler.get_converters(columns),
         )
 
     def _compiled_for(self, alias: str) -> _Compiled:
@@ -120,13 +188,14 @@ class PreparedRead(Generic[M]):
         params = list(compiled.params)
         for position, name in compiled.slots:
             params[position] = values[name]
-        with connection.cursor() as cursor:
-            cursor.execute(compiled.sql, params)
-            rows = cursor.fetchall()
+        cursor = statement_cursor(connection)
+        cursor.execute(compiled.sql, params)
+        rows = cursor.fetchall()
         model = compiled.compiler.klass_info["model"]
         start, end = compiled.model_slice
         found: list[M] = []
-        for row in compiled.compiler.results_iter([rows]):
+        converted = compiled.compiler.apply_converters(rows, compiled.converters) if compiled.converters else rows
+        for row in converted:
             instance = model.from_db(using, compiled.init_list, row[start:end])
             for populator in compiled.populators:
                 populator.populate(row, instance)

@@ -254,7 +254,9 @@ STAFF_IDLE_TIMEOUT_SECONDS = env_int("STAFF_IDLE_TIMEOUT_SECONDS", 900, minimum=
 PATIENT_IDLE_TIMEOUT_SECONDS = env_int("PATIENT_IDLE_TIMEOUT_SECONDS", 3600, minimum=60)
 REAUTH_VALID_SECONDS = env_int("REAUTH_VALID_SECONDS", 300, minimum=30)
 
-SESSION_ENGINE = "django.contrib.sessions.backends.db"
+# Django's database sessions and ModelBackend, with their per-request reads compiled once (accounts/sessions.py).
+SESSION_ENGINE = "accounts.sessions"
+AUTHENTICATION_BACKENDS = ["accounts.sessions.AccountBackend"]
 SESSION_COOKIE_AGE = 12 * 3600
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, cast
 
+from django.apps import apps
 from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
 from django.db import connection, transaction
@@ -124,13 +125,40 @@ class Joined:
 # --- Who is connecting (the access gate of the visit's websocket) ---
 
 
+# A read per kind of second-factor device, compiled once (teleconsult.prepared): only what the check below uses.
+_DEVICE_READS: dict[type[Device], PreparedRead[Device]] = {}
+
+
+def _device(persistent_id: str) -> Device | None:
+    """django_otp's Device.from_persistent_id ("app_label.model_name/id"), its read compiled once per device model."""
+    try:
+        label, device_id = persistent_id.rsplit("/", 1)
+        app_label, model_name = label.split(".")
+        model = apps.get_model(app_label, model_name)
+        pk = int(device_id)
+    except (ValueError, LookupError, TypeError):
+        return None
+    if not issubclass(model, Device):
+        return None
+    read = _DEVICE_READS.get(model)
+    if read is None:
+        read = _DEVICE_READS.setdefault(
+            model,
+            PreparedRead(
+                lambda device_id, kind=model: kind.objects.filter(pk=device_id).only("pk", "user_id", "confirmed"),
+                device_id=int,
+            ),
+        )
+    return read.first(device_id=pk)
+
+
 def _otp_verified(user: User, session: Any) -> bool:
     """What django_otp's OTPMiddleware decides for a request, decided from the websocket's session: the device
     the session names belongs to this user and is confirmed. (The middleware does not run for consumers.)"""
     persistent_id = session.get(DEVICE_ID_SESSION_KEY) if session is not None else None
     if not isinstance(persistent_id, str) or not persistent_id:
         return False
-    device = Device.from_persistent_id(OTPMiddleware._normalize_persistent_id(persistent_id))
+    device = _device(OTPMiddleware._normalize_persistent_id(persistent_id))
     return device is not None and device.user_id == user.pk and bool(device.confirmed)
 
 

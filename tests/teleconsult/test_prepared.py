@@ -7,14 +7,14 @@ import uuid
 from unittest import mock
 
 import pytest
-from django.db import connection, transaction
+from django.db import DataError, connection, transaction
 from django.db.models import Exists, OuterRef, Q
 from django.db.models.sql.compiler import SQLCompiler
 from django.db.transaction import TransactionManagementError
 from django.test.utils import CaptureQueriesContext
 
-from scheduling.models import Appointment, AppointmentParticipant, ParticipantRole
-from teleconsult.prepared import PreparedRead
+from scheduling.models import Appointment, AppointmentParticipant, AppointmentStatus, ParticipantRole
+from teleconsult.prepared import PreparedRead, statement_cursor
 from tests.video.signalling_support import make_visit
 from video.models import Presence, PresenceState, VisitSession
 
@@ -154,3 +154,53 @@ def test_misuse_is_refused():
         read.all(room=1)
     with pytest.raises(TypeError):
         PreparedRead(lambda when: VisitSession.objects.filter(created_at=when), when=float).all(when=1.0)
+
+
+def _prepared_statements() -> set[str]:
+    with connection.cursor() as cursor:  # a plain cursor: this session's prepared statements, as the server sees them
+        cursor.execute("SELECT statement FROM pg_prepared_statements")
+        return {row[0] for row in cursor.fetchall()}
+
+
+def test_statement_cursor_has_the_server_keep_its_statements_planned(personas):
+    visit = make_visit(personas)
+    sql = "SELECT id FROM scheduling_appointment WHERE id = %s AND status = ANY(%s)"
+    cursor = statement_cursor(connection)
+    cursor.execute(sql, [visit.appointment.pk, [AppointmentStatus.BOOKED.value, AppointmentStatus.IN_PROGRESS.value]])
+    assert cursor.fetchall() == [(visit.appointment.pk,)]
+    assert "SELECT id FROM scheduling_appointment WHERE id = $1 AND status = ANY($2)" in _prepared_statements()
+    cursor.execute(sql, [visit.appointment.pk + 1, [AppointmentStatus.BOOKED.value]])
+    assert cursor.fetchall() == []
+    # Django's own cursors are not prepared: only what went through statement_cursor is kept by the server.
+    with connection.cursor() as plain:
+        plain.execute("SELECT id, status FROM scheduling_appointment WHERE id = %s", [visit.appointment.pk])
+    assert not any(statement.startswith("SELECT id, status") for statement in _prepared_statements())
+
+
+def test_prepared_reads_are_logged_with_their_values_and_seen_by_execute_wrappers(personas):
+    visit = make_visit(personas)
+    read = _participant_read()
+    seen: list[str] = []
+
+    def wrapper(execute, sql, params, many, context):  # type: ignore[no-untyped-def]
+        seen.append(sql)
+        return execute(sql, params, many, context)
+
+    with CaptureQueriesContext(connection) as queries, connection.execute_wrapper(wrapper):
+        read.first(public_id=visit.appointment.public_id, user_id=personas.patient.pk)
+        read.first(public_id=visit.appointment.public_id, user_id=personas.patient.pk)
+    assert len(seen) == 2 and len(queries) == 2
+    # The log shows the statement with this call's values (psycopg keeps no text of a prepared statement's run).
+    assert all(str(visit.appointment.public_id).replace("-", "") in query["sql"].replace("-", "") for query in queries)
+    assert any(
+        statement.startswith('SELECT "scheduling_appointmentparticipant"') for statement in _prepared_statements()
+    )
+
+
+def test_a_failed_statement_leaves_the_connection_usable(personas):
+    visit = make_visit(personas)
+    cursor = statement_cursor(connection)
+    with pytest.raises(DataError), transaction.atomic():
+        cursor.execute("SELECT %s::int / 0", [1])
+    cursor.execute("SELECT id FROM scheduling_appointment WHERE id = %s", [visit.appointment.pk])
+    assert cursor.fetchall() == [(visit.appointment.pk,)]
