@@ -195,6 +195,12 @@ def render_encounter_pdf(data: PrintableEncounter) -> bytes:
         pdf.write(5, value)
         pdf.ln(5)
 
+    def labelled_whole(label: str, value: Any) -> None:
+        """A label and, on a line of its own, a value that must stay whole (a fingerprint to compare by eye): written
+        after the label, a 64-character hash broke before its last characters whenever the line ran out."""
+        line(f"{label}:", bold=True)
+        line(_text(value) or "-")
+
     def heading(title: str, *, keep_with_next: float = 18) -> None:
         # A heading never ends a page apart from what it introduces.
         if pdf.get_y() + keep_with_next > pdf.page_break_trigger:
@@ -308,7 +314,7 @@ def render_encounter_pdf(data: PrintableEncounter) -> bytes:
     if signer.rne:
         labelled("RNE", signer.rne)
     labelled("Fecha de firma", f"{_local(signer.signed_at, zone)} ({data.time_zone})")
-    labelled("SHA-256 de la nota firmada", signer.content_sha256)
+    labelled_whole("SHA-256 de la nota firmada", signer.content_sha256)
     line("Documento firmado digitalmente (PAdES). La firma puede verificarse en cualquier lector de PDF.", size=8)
 
     # Corrections follow the original, which stays as it was signed (EHR-6).

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import io
 
@@ -19,7 +20,7 @@ from records.access import break_glass
 from records.encounters import encounter_finish, encounter_unscheduled
 from records.models import DocumentType, PractitionerKey, Sex, SigningAuthority
 from records.notes import note_create, note_save_draft
-from records.printable import encounter_pdf, encounter_pdf_for_download, printable_encounter
+from records.printable import encounter_pdf, encounter_pdf_for_download, printable_encounter, render_encounter_pdf
 from records.services import DocumentInput, patient_register
 from records.signing import amendment_add, note_sign
 from tests.records.test_printable import extract_text
@@ -228,3 +229,21 @@ def test_a_draft_has_no_printable_record(personas, signed_note):
     with pytest.raises(AccessDenied):  # the patient does not even see that a draft exists
         encounter_pdf_for_download(user=personas.patient, note_id=draft.pk)
     assert not AuditEvent.objects.filter(action="records.note.pdf_downloaded").exists()
+
+
+# Fingerprints that, written after their label, ran out of line before their last character.
+_WRAPPING_FINGERPRINTS = (
+    "498e61832e7770a840247b91d338a78919ed4fc5937a5825327cb1ec30e68567",
+    "810deab531d7bbefdcaae9c667114da2717893620c8c74ba8b7e3d94651e5300",
+    "cb4917078399d53dfd3a934065063624bd127d51be87eab4173a887e77c450e9",
+)
+
+
+@pytest.mark.django_db
+def test_the_fingerprint_of_the_signed_note_is_printed_whole(signed_note):
+    data = printable_encounter(signed_note)
+    fingerprints = (*_WRAPPING_FINGERPRINTS, "f" * 64, "0" * 64, "d" * 64, "1" * 64)
+    for fingerprint in fingerprints:
+        printed = dataclasses.replace(data, signer=dataclasses.replace(data.signer, content_sha256=fingerprint))
+        text = extract_text(render_encounter_pdf(printed))
+        assert f"SHA-256 de la nota firmada:\n{fingerprint}\n" in text, fingerprint
