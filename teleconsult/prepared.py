@@ -1,4 +1,4 @@
-"""Fixed-shape reads on hot paths, compiled to SQL once per process.
+"""Fixed-shape reads on hot paths, compiled to SQL once per process and planned by PostgreSQL once per connection.
 
 The ORM builds a query and compiles its SQL again every time a queryset is evaluated. For the few reads that run on
 every visit join and admit, always the same shape with other values, that compiling was about a third of the CPU
@@ -10,6 +10,9 @@ ORM's own iterable does (related objects of select_related, annotations, field c
 Only plain model querysets qualify: no prefetch_related, no values()/values_list(), no queryset of a related manager.
 Each stand-in must land among the parameters (a value the ORM folds into the SQL text cannot be replaced), which is
 checked when the read is first compiled.
+
+Their SQL runs through `statement_cursor`, which has the server prepare each statement once per pooled connection;
+other fixed statements of the hot paths (the audit trail's INSERT, the consent check) use it directly.
 """
 
 from __future__ import annotations
