@@ -36,6 +36,16 @@ CALL_STRINGS = {
     "no_media": _("No se pudo usar la cámara ni el micrófono. Puede escribir en el chat."),
     "no_other_camera": _("No se encontró otra cámara."),
     "no_camera_on": _("No se pudo encender la cámara."),
+    # A browser without WebRTC: the visit goes on by chat (docs/signalling.md, "Chat only")
+    "chat_only_waiting": _(
+        "Este navegador no permite videollamadas. Puede seguir esperando: cuando lo admitan, la teleconsulta será "
+        "por chat. Para verse y escucharse, abra el enlace de su cita en Chrome (Android) o Safari (iPhone) "
+        "actualizados."
+    ),
+    "chat_only": _(
+        "Este navegador no permite videollamadas: la teleconsulta sigue por chat. Escriba sus mensajes abajo."
+    ),
+    "peer_chat_only": _("(solo chat: su navegador no permite videollamadas)"),
     # The waiting room's self-view
     "preview_starting": _("Abriendo su cámara y micrófono…"),
     "preview_ready": _("Así lo verán y escucharán. Nadie lo ve ni lo escucha hasta que el profesional lo admita."),

@@ -73,6 +73,9 @@ class Presence(models.Model):
     # Set when the connection of a participant in the call dropped and the others have not been told yet: they
     # are, once VIDEO_RECONNECT_GRACE_SECONDS have passed without a new connection (video.services).
     away_since = models.DateTimeField(null=True, blank=True)
+    # The modality this participant's page last said it uses (`media_state`): video, audio or chat (a browser
+    # without WebRTC); blank until it says. The visit's modality is the most limited one in use (video.services).
+    modality = models.CharField(max_length=8, blank=True, default="")
 
     class Meta:
         constraints = [

@@ -859,18 +859,31 @@ def visits_finish_abandoned(*, now: dt.datetime | None = None) -> int:
     return sum(1 for visit_id in list(ids) if visit_finish_if_abandoned(visit_id=visit_id, now=now))
 
 
+# From the most limited modality to the fullest (`visit_media_state`).
+MODALITY_RANK = {"chat": 0, "audio": 1, "video": 2}
+# Presences whose modality counts: in the call, or away within the reconnection grace.
+IN_CALL_STATES = (PresenceState.CONNECTED, PresenceState.ADMITTED)
+
+
 @transaction.atomic
 def visit_media_state(
     *, visit_id: int, participant_id: int, user: User | None, modality: str | None, automatic: bool = False
 ) -> bool:
     """A participant's media changed; a change of the visit's modality goes into the encounter. True if recorded.
 
+    The visit's modality is the most limited one its participants in the call use: a patient whose link allows
+    only audio, or whose browser allows only chat, makes it an audio or a chat visit however the others' pages
+    run. (Each page says its own modality, so the last sender's alone would flip the record between them.)
     `automatic`: the client stepped down or up by itself on the link's quality (not a person's choice)."""
     if modality is None:
         return False
     visit = _lock(visit_id)
     if visit.status != VisitStatus.IN_PROGRESS or visit.encounter is None:
         return False
+    presences = Presence.objects.filter(visit=visit)
+    presences.filter(participant_id=participant_id).update(modality=modality)
+    in_use = presences.filter(state__in=IN_CALL_STATES).exclude(modality="").values_list("modality", flat=True)
+    modality = min(in_use, key=MODALITY_RANK.__getitem__, default=modality)
     last = EncounterModalityChange.objects.filter(encounter=visit.encounter).order_by("-changed_at", "-pk").first()
     if last is not None and last.modality == modality:
         return False

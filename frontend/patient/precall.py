@@ -29,6 +29,10 @@ def _catalog() -> dict[str, str]:
         "unsupported": _(
             "Este navegador no permite usar la cámara. Use Chrome (Android) o Safari (iPhone) actualizados."
         ),
+        "no_calls": _(
+            "Este navegador no permite videollamadas: la teleconsulta sería solo por chat. Para verse y escucharse, "
+            "abra el enlace de su cita en Chrome (Android) o Safari (iPhone) actualizados."
+        ),
         "starting": _("Pidiendo permiso para usar la cámara y el micrófono…"),
         "not_allowed": _(
             "No dio permiso para usar la cámara y el micrófono. Toque el candado junto a la dirección de la "

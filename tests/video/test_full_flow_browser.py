@@ -43,7 +43,8 @@ def _phone(browser, base: str):
     return page
 
 
-def test_link_consent_check_lobby_admit_call(browser, personas, documents, daphne):  # noqa: F811
+def walk_in_visit(personas) -> tuple[Appointment, str]:
+    """A patient without an account, registered at the desk, with a visit starting now and its join link."""
     walk_in = register(personas)
     appointment = make_appointment(personas, walk_in, start=timezone.now())
     care_relationship_start(
@@ -55,7 +56,20 @@ def test_link_consent_check_lobby_admit_call(browser, personas, documents, daphn
         valid_until=appointment.end + dt.timedelta(days=1),
         created_by=None,
     )
-    token = issue(appointment)
+    return appointment, issue(appointment)
+
+
+def open_link_and_verify(page, token: str, public_id) -> None:
+    """The join link opened on `page`, and the walk-in's date of birth and document digits given."""
+    page.goto(f"/j/{token}")
+    page.wait_for_url(f"**/visit/{public_id}/")
+    page.get_by_label("Fecha de nacimiento del paciente").fill("1984-03-09")
+    page.get_by_label("Últimos 4 dígitos de su documento (DNI, carné o pasaporte)").fill("7410")
+    page.get_by_role("button", name="Continuar").click()
+
+
+def test_link_consent_check_lobby_admit_call(browser, personas, documents, daphne):  # noqa: F811
+    appointment, token = walk_in_visit(personas)
     public_id = appointment.public_id
     patient = _phone(browser, daphne)
     practitioner = _page(browser, daphne, signed_in_cookie(personas.practitioner))
@@ -63,11 +77,7 @@ def test_link_consent_check_lobby_admit_call(browser, personas, documents, daphn
     patient.on("framenavigated", lambda frame: visited.append(frame.url))
     try:
         # The link → verification → consents → lobby.
-        patient.goto(f"/j/{token}")
-        patient.wait_for_url(f"**/visit/{public_id}/")
-        patient.get_by_label("Fecha de nacimiento del paciente").fill("1984-03-09")
-        patient.get_by_label("Últimos 4 dígitos de su documento (DNI, carné o pasaporte)").fill("7410")
-        patient.get_by_role("button", name="Continuar").click()
+        open_link_and_verify(patient, token, public_id)
         patient.get_by_role("link", name="Dar mis consentimientos").click()
         patient.wait_for_url("**/consents/")
         patient.get_by_label("He leído y acepto el consentimiento para telemedicina").check()

@@ -85,7 +85,9 @@ def test_joining_and_admitting_take_a_fixed_number_of_statements(personas, djang
     ]
 
 
-def test_a_patient_joining_a_running_visit_again_takes_no_more(personas, django_assert_max_num_queries):
+def admitted_call(personas):
+    """A visit in progress: the practitioner opened the room and admitted the patient. Returns the room and
+    both joins."""
     visit = make_visit(personas)
     host = _join(visit, personas.practitioner, _staff_session(personas.practitioner), "test!host")
     patient = _join(visit, personas.patient, {}, "test!patient")
@@ -95,6 +97,11 @@ def test_a_patient_joining_a_running_visit_again_takes_no_more(personas, django_
         user=personas.practitioner,
         participant_id=patient.participant_id,
     )
+    return visit, host, patient
+
+
+def test_a_patient_joining_a_running_visit_again_takes_no_more(personas, django_assert_max_num_queries):
+    visit, _host, _patient = admitted_call(personas)
     # A second tab (or a phone back from a network change) of the admitted patient comes straight in.
     with django_assert_max_num_queries(PATIENT_JOIN):
         again = _join(visit, personas.patient, {}, "test!patient-again")

@@ -11,6 +11,10 @@
   var STRINGS = JSON.parse(document.getElementById("call-strings").textContent);
   var VISIT = root.getAttribute("data-visit");
   var IS_HOST_PAGE = root.hasAttribute("data-host");
+  // A browser without WebRTC (an old or stripped-down one, some in-app browsers): it can still wait, be admitted
+  // and take part by chat, the last fallback (docs/signalling.md, "Chat only"). It opens no devices and makes no
+  // connections; it tells the others so with `media_state` modality "chat", and they stop offering to it.
+  var CHAT_ONLY = typeof window.RTCPeerConnection !== "function";
 
   // Close codes after which reconnecting would only be refused again (docs/signalling.md, "Close codes").
   // 1000 comes after our own "leave" (state.finished is set then); from anywhere else it is a drop like any other.
@@ -60,7 +64,9 @@
     dropped: new Map(),  // participant id → DTLS fingerprint of the last connection to them we closed
     remoteMedia: new Map(),  // participant id → their last media_state (see remoteMediaState)
     media: null,  // the pending or settled opening of the camera and microphone (see startMedia)
-    preview: { meter: null, hiddenTimer: null, released: false }  // the waiting room's self-view (see preview())
+    preview: { meter: null, hiddenTimer: null, released: false },  // the waiting room's self-view (see preview())
+    chatOnly: CHAT_ONLY,
+    chatOnlyTiles: new Map()  // participant id → the tile of another participant who takes part by chat only
   };
 
   function status(text) { var el = $("[data-call-status]"); if (el) { el.textContent = text; } }
@@ -186,6 +192,7 @@
     status(t("closed_" + reason));
     var remoteList = $("[data-remotes]");
     if (remoteList) { remoteList.textContent = ""; }
+    state.chatOnlyTiles.clear();
   }
 
   // --- the waiting list (practitioners) ---
@@ -301,6 +308,14 @@
     if (!$("[data-preview]") || state.phase !== "waiting") { return; }
     state.preview.released = false;
     show("[data-preview]", true);
+    if (state.chatOnly) {
+      // Nothing to preview: the camera could open, but nothing it shows could reach anyone.
+      ["[data-preview-tile]", "[data-preview-meter]", "[data-preview-controls]"].forEach(function (part) {
+        show(part, false);
+      });
+      previewSay("chat_only_waiting", true);
+      return;
+    }
     previewSay("preview_starting", false);
     startMedia().then(function (stream) {
       if (state.phase !== "waiting" || state.preview.released) { return; }
@@ -441,13 +456,19 @@
   }
 
   function publishMediaState() {
+    if (state.chatOnly) {
+      // `auto`: the browser decided, not a person; the others do not follow it (see remoteMediaState).
+      send("media_state", { audio: false, video: false, modality: "chat", auto: true });
+      return;
+    }
     send("media_state", { audio: !state.muted && audioTrack() !== null, video: state.modality === "video" && outgoingVideo() !== null,
       screen: !!state.screen,
       modality: state.modality, auto: state.modalityAuto });
   }
 
   function setModality(modality, why) {
-    if (state.modality === modality) { return; }
+    // A page by chat only stays so whatever a host chooses: it has no media to switch.
+    if (state.modality === modality || state.chatOnly) { return; }
     state.modality = modality;
     // Whether this page's link chose the modality (a step down or up) rather than a person: the others follow
     // a host's choice, never a host's link (see remoteMediaState).
@@ -624,15 +645,19 @@
     // The patient's page was the waiting room until now: its heading and title say so no longer.
     var heading = document.querySelector("[data-call-heading]");
     if (heading) { heading.textContent = t("call_heading"); document.title = t("call_heading"); }
+    if (state.chatOnly) { return enterChatOnly(peers); }
     return startMedia().then(function () {
       var present = new Set();
       (peers || []).forEach(function (peer) {
         present.add(peer.participant);
         state.roles.set(peer.participant, peer.role);
         // Entering a call: those already in it offer (they hear peer_joined), so offering too would only cross.
-        if (!state.peers.has(peer.participant)) { connectPeer(peer.participant, true); }
+        if (!state.peers.has(peer.participant) && !chatOnlyPeer(peer.participant)) {
+          connectPeer(peer.participant, true);
+        }
       });
       state.peers.forEach(function (peer, id) { if (!present.has(id)) { dropPeer(id); } });
+      state.chatOnlyTiles.forEach(function (tile, id) { if (!present.has(id)) { chatOnlyTileRemove(id); } });
       updateButtons();
       publishMediaState();
     });
@@ -642,6 +667,13 @@
     state.roles.set(message.participant, message.role);
     if (state.waiting.delete(message.participant)) { renderWaiting(); }
     if (state.phase !== "call") { return undefined; }
+    // One who said they take part by chat only gets no connection (their media_state may come before or after
+    // this; one back from a browser with WebRTC says so, and remoteMediaState connects then).
+    if (state.chatOnly || chatOnlyPeer(message.participant)) {
+      if (chatOnlyPeer(message.participant)) { chatOnlyTileShow(message.participant); }
+      publishMediaState();
+      return undefined;
+    }
     return startMedia().then(function () {
       var peer = state.peers.get(message.participant);
       // Back within the server's grace after a blip of its websocket (`resumed`): the connection between us
@@ -658,6 +690,7 @@
   function peerLeft(id) {
     if (state.waiting.delete(id)) { renderWaiting(); }
     dropPeer(id);
+    chatOnlyTileRemove(id);
   }
 
   function dropPeer(id) {
@@ -762,6 +795,7 @@
     // An offer from the other side's connection to one we closed (it restarts ICE after its websocket came
     // back, not knowing we dropped it): the fresh connection we offer instead replaces it over there.
     if (message.type === "offer" && state.dropped.get(message.from) === fingerprint(message.sdp)) { return; }
+    if (state.chatOnly || chatOnlyPeer(message.from)) { return; }
     var peer = state.peers.get(message.from);
     if (!peer) {
       if (message.type !== "offer" || state.phase !== "call") { return; }
@@ -879,8 +913,31 @@
   // to them exists (it is not queued behind the negotiation, and a page that had its devices open while waiting
   // says it the moment it is admitted), and the connection made then starts from it.
   function remoteMediaState(message) {
+    var wasChatOnly = chatOnlyPeer(message.from);
     state.remoteMedia.set(message.from, message);
-    var peer = state.peers.get(message.from);
+    var from = message.from;
+    if (chatOnlyPeer(from)) {
+      // Their browser makes no connections: ours to them would only offer in vain every few seconds. The tile
+      // waits its turn behind the negotiation steps still queued (this page entering the call decides who is
+      // present, then their peer_joined), which would otherwise take it away again.
+      dropPeer(from);
+      state.queue = state.queue.then(function () {
+        if (state.phase === "call" && chatOnlyPeer(from)) { dropPeer(from); chatOnlyTileShow(from); }
+      }).catch(function () {});
+      return;
+    }
+    chatOnlyTileRemove(from);
+    if (wasChatOnly && !state.chatOnly) {
+      // Back from a browser that has WebRTC (their peer_joined found them still "chat only"): offer now, in
+      // turn with the negotiation. Their page, new in the call, waits for our offer.
+      state.queue = state.queue.then(function () {
+        if (state.phase !== "call" || state.peers.has(from) || chatOnlyPeer(from)) { return undefined; }
+        return startMedia().then(function () {
+          if (state.phase === "call" && !state.peers.has(from) && !chatOnlyPeer(from)) { connectPeer(from); }
+        });
+      }).catch(function () {});
+    }
+    var peer = state.peers.get(from);
     if (peer) { remoteMediaApply(peer); }
     // A practitioner's choice of audio only (or back to video) holds for the whole visit; their page stepping
     // down on its own poor link does not: each page judges its own link.
@@ -889,6 +946,55 @@
       state.forced = message.modality === "audio";
       setModality(message.modality, "host");
     }
+  }
+
+  // --- chat only (a browser without WebRTC) ---
+
+  function chatOnlyPeer(id) {
+    var said = state.remoteMedia.get(id);
+    return !!said && said.modality === "chat";
+  }
+
+  // This page in the call by chat alone: no devices, no connections; the stage keeps the chat and says why.
+  function enterChatOnly(peers) {
+    state.modality = "chat";
+    (peers || []).forEach(function (peer) { state.roles.set(peer.participant, peer.role); });
+    $("[data-call-stage]").setAttribute("data-modality", "chat");
+    // No picture of oneself, no device buttons, no link quality: none of them would mean anything here.
+    root.querySelectorAll('.call-self, [data-quality], [data-call-stage] [data-action="mute"], ' +
+      '[data-call-stage] [data-action="camera"], [data-call-stage] [data-action="switch"]').forEach(function (el) {
+      el.hidden = true;
+    });
+    notice(t("chat_only"));
+    publishMediaState();
+    return Promise.resolve();
+  }
+
+  // Another participant in by chat alone: a tile with their role and why there is no picture or sound.
+  function chatOnlyTileShow(id) {
+    if (state.chatOnlyTiles.has(id)) { return; }
+    var tile = document.createElement("figure");
+    tile.className = "call-tile call-tile-chat";
+    tile.setAttribute("data-peer", String(id));
+    tile.setAttribute("data-chat-only", "");
+    var caption = document.createElement("figcaption");
+    var name = document.createElement("span");
+    name.setAttribute("data-peer-name", "");
+    name.textContent = roleLabel(state.roles.get(id) || "participant");
+    var why = document.createElement("span");
+    why.setAttribute("data-peer-media", "");
+    why.textContent = t("peer_chat_only");
+    caption.append(name, " ", why);
+    tile.append(caption);
+    var list = $("[data-remotes]");
+    if (list) { list.appendChild(tile); }
+    state.chatOnlyTiles.set(id, tile);
+  }
+
+  function chatOnlyTileRemove(id) {
+    var tile = state.chatOnlyTiles.get(id);
+    if (tile) { tile.remove(); }
+    state.chatOnlyTiles.delete(id);
   }
 
   // --- chat ---
@@ -960,7 +1066,7 @@
     recording.phase = "recording";
     show("[data-recording-prompt]", false);
     recordingShow();
-    if (alive || (message.participants || []).indexOf(state.me) < 0) { return undefined; }
+    if (alive || state.chatOnly || (message.participants || []).indexOf(state.me) < 0) { return undefined; }
     return startMedia().then(function () { return recordingConnect(message.recording, message.kind); });
   }
 
@@ -1327,7 +1433,9 @@
             // The open devices and what is sent of them; the waiting room's meter; why a device did not open.
             local: { audio: liveTrack(audioTrack()), video: liveTrack(videoTrack()) },
             sending: { audio: !state.muted && liveTrack(audioTrack()), video: !!outgoingVideo() },
-            level: level ? Number(level.value) : null, mediaError: state.mediaErrorName || null };
+            level: level ? Number(level.value) : null, mediaError: state.mediaErrorName || null,
+            // Chat only: this page (no WebRTC here), and the others who said so of theirs.
+            chatOnly: state.chatOnly, chatOnlyPeers: Array.from(state.chatOnlyTiles.keys()) };
         });
       });
     },

@@ -57,7 +57,8 @@
       return;
     }
     if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia || !window.RTCPeerConnection) {
-      this.say(this.deviceStatus, "unsupported");
+      // A camera without WebRTC is no use for the visit (it would go on by chat): no device test either.
+      this.say(this.deviceStatus, navigator.mediaDevices && navigator.mediaDevices.getUserMedia ? "no_calls" : "unsupported");
       this.deviceStatus.classList.add("error");
       this.startDevices.disabled = true;
       return;
