@@ -63,6 +63,14 @@ def _page(browser, base: str, cookie: str):
     return page
 
 
+def wait_then_admit(patient, practitioner, public_id) -> None:
+    """The patient opens the waiting room and waits; the practitioner opens the room and admits them."""
+    patient.goto(f"/visit/{public_id}/waiting/")
+    patient.get_by_text("Esperando a que el profesional lo admita.").wait_for()
+    practitioner.goto(f"/visit/{public_id}/room/")
+    practitioner.get_by_role("button", name="Admitir", exact=True).click()
+
+
 def _wait_for_media(page, *, frames_above: int = 0) -> dict:
     """Until the one remote connection decodes video frames beyond `frames_above` and audio with energy."""
     deadline = time.monotonic() + 25

@@ -18,7 +18,7 @@ from tests.video.call_network_support import launch_chromium
 from tests.video.daphne_processes import daphne_processes
 from tests.video.recording_support import ciphertext, decide_recording, decode, frames_by_stream, plaintext
 from tests.video.signalling_support import signed_in_cookie
-from tests.video.test_call_browser import STATS, _page, _wait_for_media
+from tests.video.test_call_browser import STATS, _page, _wait_for_media, wait_then_admit
 from tests.video.test_call_pages import hosted_visit
 from tests.video.test_recording_daphne import recordings_dirs  # noqa: F401 - a fixture
 from video.models import Recording, RecordingStatus
@@ -50,10 +50,7 @@ def test_the_practitioner_records_and_the_patient_sees_it(browser, personas, dap
     patient = _page(browser, daphne, signed_in_cookie(personas.patient))
     practitioner = _page(browser, daphne, signed_in_cookie(personas.practitioner))
     try:
-        patient.goto(f"/visit/{public_id}/waiting/")
-        patient.get_by_text("Esperando a que el profesional lo admita.").wait_for()
-        practitioner.goto(f"/visit/{public_id}/room/")
-        practitioner.get_by_role("button", name="Admitir", exact=True).click()
+        wait_then_admit(patient, practitioner, public_id)
         patient.locator("[data-call-stage]").wait_for(state="visible")
         _wait_for_media(patient)
         _wait_for_media(practitioner)
@@ -148,10 +145,7 @@ def test_the_recorder_follows_camera_switch_screen_share_and_audio_only(browser,
     patient = _page(three_cameras, daphne, signed_in_cookie(personas.patient))
     practitioner = _page(browser, daphne, signed_in_cookie(personas.practitioner))
     try:
-        patient.goto(f"/visit/{public_id}/waiting/")
-        patient.get_by_text("Esperando a que el profesional lo admita.").wait_for()
-        practitioner.goto(f"/visit/{public_id}/room/")
-        practitioner.get_by_role("button", name="Admitir", exact=True).click()
+        wait_then_admit(patient, practitioner, public_id)
         _wait_for_media(practitioner)
         practitioner.get_by_role("button", name="Grabar video y audio").click()
         stats = _until(
@@ -222,10 +216,7 @@ def test_the_host_records_again_with_someone_who_came_in_after_the_start(browser
     patient = _page(browser, daphne, signed_in_cookie(personas.patient))
     practitioner = _page(browser, daphne, signed_in_cookie(personas.practitioner))
     try:
-        patient.goto(f"/visit/{public_id}/waiting/")
-        patient.get_by_text("Esperando a que el profesional lo admita.").wait_for()
-        practitioner.goto(f"/visit/{public_id}/room/")
-        practitioner.get_by_role("button", name="Admitir", exact=True).click()
+        wait_then_admit(patient, practitioner, public_id)
         _wait_for_media(patient)
         patient.get_by_role("button", name="Salir").click()
 

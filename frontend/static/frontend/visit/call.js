@@ -65,6 +65,7 @@
     remoteMedia: new Map(),  // participant id → their last media_state (see remoteMediaState)
     media: null,  // the pending or settled opening of the camera and microphone (see startMedia)
     preview: { meter: null, hiddenTimer: null, released: false },  // the waiting room's self-view (see preview())
+    soundBlocked: false,  // the browser refused to start the others' sound without a tap (see soundBlocked())
     chatOnly: CHAT_ONLY,
     chatOnlyTiles: new Map()  // participant id → the tile of another participant who takes part by chat only
   };
@@ -744,7 +745,9 @@
       var media = tile.querySelector(event.track.kind === "audio" ? "audio" : "video");
       media.srcObject = new MediaStream([event.track]);
       var played = media.play();
-      if (played && played.catch) { played.catch(function () {}); }
+      if (played && played.catch) {
+        played.catch(function (error) { if (error && error.name === "NotAllowedError") { soundBlocked(); } });
+      }
     };
     pc.onconnectionstatechange = function () {
       if (pc.connectionState === "failed") {
@@ -870,8 +873,9 @@
     video.muted = true;  // its sound plays in the audio element below
     video.playsInline = true;
     video.setAttribute("playsinline", "");
+    // Started by ontrack's play() alone, not `autoplay` too: a browser that refuses to start it then says so to
+    // that call, and the page offers the tap (soundBlocked()).
     var sound = document.createElement("audio");
-    sound.autoplay = true;
     var caption = document.createElement("figcaption");
     var name = document.createElement("span");
     name.setAttribute("data-peer-name", "");
@@ -946,6 +950,25 @@
       state.forced = message.modality === "audio";
       setModality(message.modality, "host");
     }
+  }
+
+  // --- sound the browser would not start ---
+  // A browser may refuse to start sound that no tap of the person started (Safari on an iPhone whose camera and
+  // microphone are not open, a browser set to ask): the others would be heard by nobody, silently. A button
+  // asks for the tap; it starts every remote sound and picture of the page, and goes away.
+
+  function soundBlocked() {
+    state.soundBlocked = true;
+    show("[data-play-sound]", true);
+  }
+
+  function playSound() {
+    root.querySelectorAll("[data-remotes] audio, [data-remotes] video").forEach(function (media) {
+      var played = media.play();
+      if (played && played.catch) { played.catch(function () {}); }
+    });
+    state.soundBlocked = false;
+    show("[data-play-sound]", false);
   }
 
   // --- chat only (a browser without WebRTC) ---
@@ -1372,6 +1395,7 @@
     else if (recordingAction(action)) { return; }
     else if (action === "leave") { state.finished = true; send("leave"); finish("left"); }
     else if (action === "preview-retry") { releaseMedia(); preview(); }
+    else if (action === "play-sound") { playSound(); }
   });
 
   var chatForm = $("[data-chat-form]");
@@ -1435,7 +1459,9 @@
             sending: { audio: !state.muted && liveTrack(audioTrack()), video: !!outgoingVideo() },
             level: level ? Number(level.value) : null, mediaError: state.mediaErrorName || null,
             // Chat only: this page (no WebRTC here), and the others who said so of theirs.
-            chatOnly: state.chatOnly, chatOnlyPeers: Array.from(state.chatOnlyTiles.keys()) };
+            chatOnly: state.chatOnly, chatOnlyPeers: Array.from(state.chatOnlyTiles.keys()),
+            // Remote sound the browser would not start without a tap (the "Activar el sonido" button shows).
+            soundBlocked: state.soundBlocked };
         });
       });
     },
