@@ -16,6 +16,7 @@ from audit.actions import AuditAction
 from audit.models import AuditEvent
 from records.models import Encounter
 from scheduling.models import Appointment, AppointmentStatus
+from tests.browser_checks import assert_accessible
 from tests.frontend.conftest import documents  # noqa: F401  (the consent texts fixture)
 from tests.video.call_network_support import wait_until
 from tests.video.signalling_support import signed_in_cookie
@@ -141,6 +142,7 @@ def test_a_patient_on_webkit_without_webrtc_is_seen_by_chat(browser, webkit, per
         tile = practitioner.locator("[data-chat-only]")
         tile.get_by_text(str(CALL_STRINGS["peer_chat_only"])).wait_for()
         assert tile.locator("[data-peer-name]").inner_text() == "Paciente"
+        assert_accessible(practitioner, context="the room with a patient by chat only")
         time.sleep(4)
         doctor = practitioner.evaluate(STATS)
         assert doctor["peers"] == [] and len(doctor["chatOnlyPeers"]) == 1, doctor
