@@ -701,6 +701,8 @@ def visit_leave(
     presence.last_seen = now
     presence.away_since = now if hold else None
     presence.save(update_fields=["state", "channel_name", "last_seen", "away_since"])
+    if not hold:
+        _departure_settles_modality(visit, presence, user)
     empty = (
         visit.status == VisitStatus.IN_PROGRESS
         and not visit.presences.filter(state__in=LIVE_STATES).exclude(pk=presence.pk).exists()
@@ -739,6 +741,7 @@ def visit_departure_announce(*, visit_id: int, participant_id: int, connection: 
         return []
     presence.away_since = None
     presence.save(update_fields=["away_since"])
+    _departure_settles_modality(visit, presence, None)
     # The recording side of the departure, held with it: the host who runs a recording stops it now (host_left).
     from video.recording import recording_participant_left  # the recording module builds on this one
 
@@ -859,10 +862,9 @@ def visits_finish_abandoned(*, now: dt.datetime | None = None) -> int:
     return sum(1 for visit_id in list(ids) if visit_finish_if_abandoned(visit_id=visit_id, now=now))
 
 
-# From the most limited modality to the fullest (`visit_media_state`).
+# From the most limited modality to the fullest (`visit_media_state`). Whose modality counts: those in the call,
+# and those away whose departure is not announced yet (within the reconnection grace).
 MODALITY_RANK = {"chat": 0, "audio": 1, "video": 2}
-# Presences whose modality counts: in the call, or away within the reconnection grace.
-IN_CALL_STATES = (PresenceState.CONNECTED, PresenceState.ADMITTED)
 
 
 @transaction.atomic
@@ -880,10 +882,20 @@ def visit_media_state(
     visit = _lock(visit_id)
     if visit.status != VisitStatus.IN_PROGRESS or visit.encounter is None:
         return False
-    presences = Presence.objects.filter(visit=visit)
-    presences.filter(participant_id=participant_id).update(modality=modality)
-    in_use = presences.filter(state__in=IN_CALL_STATES).exclude(modality="").values_list("modality", flat=True)
-    modality = min(in_use, key=MODALITY_RANK.__getitem__, default=modality)
+    Presence.objects.filter(visit=visit, participant_id=participant_id).update(modality=modality)
+    return _record_visit_modality(visit, user, participant_id=participant_id, automatic=automatic)
+
+
+def _record_visit_modality(visit: VisitSession, user: User | None, *, participant_id: int, automatic: bool) -> bool:
+    """The visit's modality now (the most limited among the participants in the call who said theirs) into the
+    encounter, if it changed. Inside the caller's transaction, with the visit locked. True if recorded."""
+    if visit.status != VisitStatus.IN_PROGRESS or visit.encounter is None:
+        return False
+    in_call = Q(state=PresenceState.CONNECTED) | Q(state=PresenceState.ADMITTED, away_since__isnull=False)
+    in_use = Presence.objects.filter(in_call, visit=visit).exclude(modality="").values_list("modality", flat=True)
+    modality = min(in_use, key=MODALITY_RANK.__getitem__, default=None)
+    if modality is None:
+        return False
     last = EncounterModalityChange.objects.filter(encounter=visit.encounter).order_by("-changed_at", "-pk").first()
     if last is not None and last.modality == modality:
         return False
@@ -898,6 +910,13 @@ def visit_media_state(
         automatic=automatic,
     )
     return True
+
+
+def _departure_settles_modality(visit: VisitSession, presence: Presence, user: User | None) -> None:
+    """One who limited the visit's modality (audio only, chat only) is gone: the rest may have more. Only then
+    is it looked at again (a departure of one in video changes nothing)."""
+    if presence.modality and presence.modality != "video":
+        _record_visit_modality(visit, user, participant_id=presence.participant_id, automatic=True)
 
 
 @transaction.atomic

@@ -10,7 +10,7 @@ from audit.actions import AuditAction
 from audit.models import AuditEvent
 from tests.video.test_room_statements import admitted_call
 from video.models import Presence, PresenceState, VisitSession
-from video.services import visit_leave, visit_media_state
+from video.services import visit_departure_announce, visit_leave, visit_media_state
 
 pytestmark = pytest.mark.django_db
 
@@ -33,6 +33,16 @@ def _call(personas):
         return says
 
     return speaker(host, personas.practitioner), speaker(patient, personas.patient), host, patient
+
+
+def _leave(joined, user, *, explicit: bool) -> None:
+    visit_leave(
+        visit_id=joined.visit_id,
+        participant_id=joined.participant_id,
+        connection=joined.connection,
+        user=user,
+        explicit=explicit,
+    )
 
 
 def _recorded(host) -> list[str]:
@@ -70,16 +80,31 @@ def test_the_visit_follows_the_most_limited_link_and_comes_back_when_it_recovers
 def test_a_participant_who_left_no_longer_limits_the_visit(personas):
     doctor_says, patient_says, host, patient = _call(personas)
     assert patient_says("chat", automatic=True)
-    visit_leave(
-        visit_id=patient.visit_id,
-        participant_id=patient.participant_id,
-        connection=patient.connection,
-        user=personas.patient,
-        explicit=True,
-    )
+    assert not doctor_says("video")
+    _leave(patient, personas.patient, explicit=True)
     assert Presence.objects.get(visit_id=host.visit_id, participant_id=patient.participant_id).state == (
         PresenceState.LEFT
     )
-    # The next time the practitioner's page speaks, the visit is theirs alone again.
-    assert doctor_says("video")
+    # Their leaving gives the visit back its fuller modality at once, without waiting for a page to speak.
     assert _recorded(host) == ["video", "chat", "video"]
+    event = AuditEvent.objects.filter(action=AuditAction.VISIT_MODALITY_CHANGED).latest("pk")
+    assert event.details["participant"] == patient.participant_id and event.details["automatic"] is True
+
+
+def test_a_dropped_participant_limits_the_visit_until_their_departure_is_announced(personas, settings):
+    settings.VIDEO_RECONNECT_GRACE_SECONDS = 5
+    doctor_says, patient_says, host, patient = _call(personas)
+    assert patient_says("audio", automatic=True)
+    assert not doctor_says("video")
+    _leave(patient, personas.patient, explicit=False)
+    # Within the grace they may come back as they were: still audio, and a page speaking changes nothing.
+    assert not doctor_says("video")
+    assert _recorded(host) == ["video", "audio"]
+    visit_departure_announce(
+        visit_id=patient.visit_id, participant_id=patient.participant_id, connection=patient.connection
+    )
+    assert _recorded(host) == ["video", "audio", "video"]
+    # A departure of one in video changes nothing.
+    _leave(host, personas.practitioner, explicit=True)
+    assert _recorded(host) == ["video", "audio", "video"]
+    assert AuditEvent.objects.filter(action=AuditAction.VISIT_MODALITY_CHANGED).count() == 2
