@@ -13,6 +13,7 @@ import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import axe_playwright_python
 import pytest
 
 from tests.conftest import require_service
@@ -25,7 +26,7 @@ IPHONE_SAFARI = (
     "Mozilla/5.0 (iPhone; CPU iPhone OS 18_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
     "Version/18.1 Mobile/15E148 Safari/604.1"
 )
-AXE_SCRIPT = Path(__import__("axe_playwright_python").__file__).with_name("axe.min.js")
+AXE_SCRIPT = Path(axe_playwright_python.__file__).with_name("axe.min.js")
 
 
 def _minibrowser() -> str:
@@ -124,13 +125,12 @@ def by_label(driver, label: str):
     return driver.find_element(By.ID, target) if target else found.find_element(By.XPATH, ".//input|.//textarea")
 
 
-def by_role(driver, role: str, name: str, *, exact: bool = False):
-    """The displayed button or link whose text holds `name` (or is exactly it), waiting for it to show."""
+def by_role(driver, role: str, name: str):
+    """The displayed button or link whose text holds `name`, waiting for it to show."""
     from selenium.webdriver.common.by import By
 
     tag = {"button": "button", "link": "a"}[role]
-    test = f"normalize-space()={_literal(name)}" if exact else f"contains(normalize-space(), {_literal(name)})"
-    xpath = f"//{tag}[{test}]"
+    xpath = f"//{tag}[contains(normalize-space(), {_literal(name)})]"
     return wait_until(
         lambda: next((e for e in driver.find_elements(By.XPATH, xpath) if e.is_displayed()), None),
         timeout=20,

@@ -30,7 +30,7 @@ from audit import services as audit
 from audit.actions import AuditAction, Outcome, Purpose
 from records.consent import may_start_visit
 from records.encounters import encounter_finish, encounter_record_modality, encounter_start
-from records.models import EncounterModalityChange
+from records.models import EncounterModalityChange, Modality
 from records.models import ParticipantRole as EncounterRole
 from scheduling.joinlinks import join_link_window, participant_from_link_session
 from scheduling.models import Appointment, AppointmentParticipant, AppointmentStatus, ParticipantRole, ServiceType
@@ -862,9 +862,8 @@ def visits_finish_abandoned(*, now: dt.datetime | None = None) -> int:
     return sum(1 for visit_id in list(ids) if visit_finish_if_abandoned(visit_id=visit_id, now=now))
 
 
-# From the most limited modality to the fullest (`visit_media_state`). Whose modality counts: those in the call,
-# and those away whose departure is not announced yet (within the reconnection grace).
-MODALITY_RANK = {"chat": 0, "audio": 1, "video": 2}
+# From the most limited modality to the fullest (`visit_media_state`).
+MODALITY_RANK: dict[str, int] = {Modality.CHAT: 0, Modality.AUDIO: 1, Modality.VIDEO: 2}
 
 
 @transaction.atomic
@@ -891,6 +890,8 @@ def _record_visit_modality(visit: VisitSession, user: User | None, *, participan
     encounter, if it changed. Inside the caller's transaction, with the visit locked. True if recorded."""
     if visit.status != VisitStatus.IN_PROGRESS or visit.encounter is None:
         return False
+    # Whose modality counts: those in the call, and those away whose departure is not announced yet (within the
+    # reconnection grace: they may come back as they were).
     in_call = Q(state=PresenceState.CONNECTED) | Q(state=PresenceState.ADMITTED, away_since__isnull=False)
     in_use = Presence.objects.filter(in_call, visit=visit).exclude(modality="").values_list("modality", flat=True)
     modality = min(in_use, key=MODALITY_RANK.__getitem__, default=None)
@@ -915,7 +916,7 @@ def _record_visit_modality(visit: VisitSession, user: User | None, *, participan
 def _departure_settles_modality(visit: VisitSession, presence: Presence, user: User | None) -> None:
     """One who limited the visit's modality (audio only, chat only) is gone: the rest may have more. Only then
     is it looked at again (a departure of one in video changes nothing)."""
-    if presence.modality and presence.modality != "video":
+    if presence.modality and presence.modality != Modality.VIDEO:
         _record_visit_modality(visit, user, participant_id=presence.participant_id, automatic=True)
 
 
